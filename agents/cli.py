@@ -1,0 +1,65 @@
+"""`edgebench agent ...`: what runs on a device. Needs only the light install."""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(help="Run the benchmark agent on this device.", no_args_is_help=True)
+console = Console()
+
+
+def default_name() -> str:
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:64].strip("-.")
+    return name or "device"
+
+
+@app.command("start")
+def start(
+    name: Optional[str] = typer.Option(None, help="Device name (default: host name)."),
+    tags: str = typer.Option("", help="Comma-separated tags, e.g. lab,usb3."),
+    broker_url: Optional[str] = typer.Option(
+        None, envvar="EDGEBENCH_BROKER_URL", help="redis:// or rediss:// URL of the broker."
+    ),
+    loglevel: str = typer.Option("INFO", help="Log level."),
+) -> None:
+    """Detect this device, register it, and run the trials sent to it."""
+    from agents.contract import validate_device_name
+    from agents.hardware import host
+    from agents.runtimes import inventory
+    from agents.settings import AgentSettings
+    from agents.worker import Agent
+
+    logging.basicConfig(
+        level=loglevel.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    device = name or default_name()
+    try:
+        validate_device_name(device)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--name") from None
+    settings = AgentSettings()
+    if broker_url:
+        settings.broker_url = broker_url
+    try:
+        url = settings.resolved_broker_url()
+    except RuntimeError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    facts = host.probe()
+    facts["runtimes"] = inventory()
+    tag_list = [t.strip() for t in tags.split(",") if t.strip()]
+    console.print(
+        f"agent [bold]{device}[/bold]: {facts.get('cpu_model')} ({facts.get('arch')}, "
+        f"{facts.get('logical_cores')} cores, {facts.get('memory_mb')} MB), runtimes: "
+        + (", ".join(f"{r['name']} {r['version']}" for r in facts["runtimes"]) or "none")
+    )
+    work_dir = settings.trial_dir() / device
+    Agent(
+        device, url, work_dir, tags=tag_list, facts=facts, heartbeat_s=settings.heartbeat_s
+    ).start(loglevel=loglevel.upper())

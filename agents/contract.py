@@ -1,0 +1,236 @@
+"""Versioned, JSON-safe messages exchanged by the orchestrator and the agents.
+
+Every message is an envelope ``{"schema": N, "kind": K, "body": {...}}``. A message
+with another schema version, an unknown kind or a malformed body is rejected with a
+``ContractError`` that names the problem; callers log it and drop the message.
+This module is shared by both sides, so it stays stdlib + pydantic and Python 3.9 safe.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Dict, List, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+SCHEMA_VERSION = 1
+
+CONTROL_QUEUE = "edgebench.control"
+INGEST_TASK = "edgebench.ingest"
+RUN_TRIAL_TASK = "edgebench.run_trial"
+
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+DEVICE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class ContractError(ValueError):
+    """A message that does not follow this contract."""
+
+
+def agent_queue(device_name: str) -> str:
+    """The Celery queue a device's agent consumes."""
+    return f"agent.{device_name}"
+
+
+def validate_device_name(name: str) -> str:
+    if not re.match(DEVICE_NAME_PATTERN, name or ""):
+        raise ValueError(
+            f"invalid device name {name!r}: use 1-64 letters, digits, '.', '_' or '-',"
+            " starting with a letter or digit"
+        )
+    return name
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MeasurementPolicy(_Message):
+    """When to stop measuring: both min_queries and min_s reached, or max_s elapsed, or
+    max_queries samples taken (which bounds the size of a result for very fast models)."""
+
+    warmup_s: float = Field(1.0, ge=0, le=600)
+    min_queries: int = Field(200, ge=1, le=1_000_000)
+    min_s: float = Field(3.0, ge=0, le=3600)
+    max_s: float = Field(30.0, gt=0, le=24 * 3600)
+    max_queries: int = Field(100_000, ge=1, le=1_000_000)
+
+    @field_validator("max_s")
+    @classmethod
+    def _max_not_below_min(cls, value: float, info: Any) -> float:
+        min_s = info.data.get("min_s")
+        if min_s is not None and value < min_s:
+            raise ValueError(f"max_s ({value}) must be at least min_s ({min_s})")
+        return value
+
+    @field_validator("max_queries")
+    @classmethod
+    def _max_queries_not_below_min(cls, value: int, info: Any) -> int:
+        min_queries = info.data.get("min_queries")
+        if min_queries is not None and value < min_queries:
+            raise ValueError(f"max_queries ({value}) must be at least min_queries ({min_queries})")
+        return value
+
+
+class ArtifactRef(_Message):
+    """A model file, addressed by content. ``uri`` is where the agent can read it."""
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+    format: str
+    uri: str
+
+
+class InputSpec(_Message):
+    name: str
+    shape: List[Optional[int]]  # None marks the batch (or another dynamic) dimension
+    dtype: str
+
+
+class TrialSpec(_Message):
+    """What the orchestrator asks an agent to measure."""
+
+    trial_id: str
+    attempt: int = Field(ge=1)
+    campaign_id: int
+    device: str
+    model: str
+    artifact: ArtifactRef
+    inputs: List[InputSpec]
+    runtime: str
+    requested_device: str = "CPU"
+    precision: str = "fp32"
+    batch_size: int = Field(ge=1, le=4096)
+    scenario: str = "single_stream"
+    policy: MeasurementPolicy = MeasurementPolicy()
+    timeout_s: float = Field(gt=0)
+
+
+class Registration(_Message):
+    device: str
+    boot_id: str
+    agent_version: str
+    tags: List[str] = []
+    facts: Dict[str, Any] = {}
+    sent_at: float
+
+    @field_validator("device")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        return validate_device_name(value)
+
+
+class Heartbeat(_Message):
+    device: str
+    boot_id: str
+    sent_at: float
+    current_trial: Optional[str] = None
+    current_attempt: Optional[int] = None
+
+
+class TrialStarted(_Message):
+    trial_id: str
+    attempt: int
+    device: str
+    boot_id: str
+    sent_at: float
+
+
+class LatencySummary(_Message):
+    n: int
+    min_ms: float
+    max_ms: float
+    mean_ms: float
+    stdev_ms: float
+    cv: float
+    p50_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+
+
+class TrialResult(_Message):
+    """What an agent measured, or why it could not. Unmeasured fields are null."""
+
+    trial_id: str
+    attempt: int
+    device: str
+    boot_id: str
+    status: Literal["ok", "failed"]
+    error: Optional[str] = None
+    runtime_version: Optional[str] = None
+    actual_device: Optional[str] = None
+    fallback: Optional[bool] = None
+    placement: Dict[str, Any] = {}
+    summary: Optional[LatencySummary] = None
+    throughput_ips: Optional[float] = None
+    load_ms: Optional[float] = None
+    first_inference_ms: Optional[float] = None
+    peak_rss_mb: Optional[float] = None
+    model_bytes: Optional[int] = None
+    wall_s: Optional[float] = None
+    samples_ns: List[int] = []
+    environment: Dict[str, Any] = {}
+    sent_at: float
+
+
+MESSAGE_KINDS = {
+    "registration": Registration,
+    "heartbeat": Heartbeat,
+    "trial_started": TrialStarted,
+    "trial_result": TrialResult,
+    "trial_spec": TrialSpec,
+}
+_KIND_OF = {cls: kind for kind, cls in MESSAGE_KINDS.items()}
+
+
+def envelope(message: _Message) -> Dict[str, Any]:
+    """Wrap a message for the wire (a plain JSON-safe dict)."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "kind": _KIND_OF[type(message)],
+        "body": message.model_dump(mode="json"),
+    }
+
+
+def parse(raw: Any) -> _Message:
+    """Validate an envelope and return its message, or raise ContractError naming the problem."""
+    if isinstance(raw, (bytes, str)):
+        if len(raw) > MAX_MESSAGE_BYTES:
+            raise ContractError(f"message of {len(raw)} bytes exceeds {MAX_MESSAGE_BYTES}")
+        try:
+            raw = json.loads(raw)
+        except ValueError as exc:
+            raise ContractError(f"message is not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ContractError(f"message must be a JSON object, got {type(raw).__name__}")
+    schema = raw.get("schema")
+    if schema != SCHEMA_VERSION:
+        raise ContractError(
+            f"unsupported schema version {schema!r} (this side speaks {SCHEMA_VERSION})"
+        )
+    kind = raw.get("kind")
+    cls = MESSAGE_KINDS.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ContractError(f"unknown message kind {kind!r}")
+    try:
+        return cls.model_validate(raw.get("body"))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise ContractError(f"invalid {kind} message: {where}: {first['msg']}") from None
+
+
+# The embedded broker's discovery file: written by `edgebench server`/`quickstart`,
+# read by every command on the same machine so that none needs a broker flag.
+EMBEDDED_BROKER_FILE = "broker.json"
+
+
+def read_embedded_broker_url(home: Path) -> Optional[str]:
+    path = Path(home) / EMBEDDED_BROKER_FILE
+    try:
+        return json.loads(path.read_text())["url"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

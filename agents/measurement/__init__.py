@@ -1,0 +1,1 @@
+"""Timing loop and statistics. No runtime, no Celery, no hardware imports."""

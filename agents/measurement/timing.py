@@ -1,0 +1,49 @@
+"""The timing loop: warm up, then time runs until the stopping rule says stop."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, List
+
+
+@dataclass(frozen=True)
+class StoppingRule:
+    """Stop once BOTH min_queries and min_s are reached, or when max_s has elapsed, or
+    once max_queries samples were taken."""
+
+    warmup_s: float
+    min_queries: int
+    min_s: float
+    max_s: float
+    max_queries: int = 100_000
+
+    def done(self, count: int, elapsed_s: float) -> bool:
+        if elapsed_s >= self.max_s or count >= self.max_queries:
+            return True
+        return count >= self.min_queries and elapsed_s >= self.min_s
+
+
+def warm_up(run_once: Callable[[], object], seconds: float) -> int:
+    """Run at least once, then until `seconds` have passed. Returns the count."""
+    deadline = time.perf_counter_ns() + int(seconds * 1e9)
+    count = 0
+    while True:
+        run_once()
+        count += 1
+        if time.perf_counter_ns() >= deadline:
+            return count
+
+
+def time_runs(run_once: Callable[[], object], rule: StoppingRule) -> List[int]:
+    """Latency of each run, in nanoseconds, measured with perf_counter_ns."""
+    samples: List[int] = []
+    clock = time.perf_counter_ns
+    start = clock()
+    while True:
+        before = clock()
+        run_once()
+        after = clock()
+        samples.append(after - before)
+        if rule.done(len(samples), (after - start) / 1e9):
+            return samples

@@ -1,0 +1,182 @@
+"""Runs one trial, in its own process: artifact -> runtime adapter -> timing loop -> result.
+
+Usage: ``python -m agents.runner SPEC.json RESULT.json``. The agent starts a fresh
+process for every trial so that one trial's memory, threads and caches never leak
+into the next one's numbers, and so that a crash or hang is contained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import resource
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+from urllib.parse import unquote, urlparse
+
+from agents import runtimes
+from agents.contract import TrialSpec
+from agents.measurement import statistics, timing
+
+
+class TrialError(Exception):
+    """A trial that cannot be measured, with a reason a user can act on."""
+
+
+def artifact_path(spec: TrialSpec) -> Path:
+    """The local file of the trial's artifact, verified against its sha256."""
+    parsed = urlparse(spec.artifact.uri)
+    if parsed.scheme not in ("", "file"):
+        raise TrialError(f"artifact scheme {parsed.scheme!r} is not supported by this agent")
+    path = Path(unquote(parsed.path))
+    if not path.is_file():
+        raise TrialError(f"artifact {spec.artifact.sha256[:12]} not found at {path}")
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != spec.artifact.sha256:
+        raise TrialError(
+            f"artifact hash mismatch: expected {spec.artifact.sha256}, file {path} has "
+            f"{digest.hexdigest()}"
+        )
+    return path
+
+
+def make_feed(declared: List[Dict[str, Any]], batch_size: int, seed: int = 0) -> Dict[str, Any]:
+    """Seeded inputs for every model input; the first dynamic dimension is the batch."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    feed = {}
+    for node in declared:
+        shape = list(node["shape"])
+        if shape and shape[0] is None:
+            shape[0] = batch_size
+        if any(dim is None for dim in shape):
+            raise TrialError(
+                f"input {node['name']!r} has dynamic dimensions {node['shape']} beyond the batch;"
+                " register the model with explicit input shapes"
+            )
+        dtype = np.dtype(node["dtype"])
+        if dtype.kind == "f":
+            feed[node["name"]] = rng.standard_normal(shape).astype(dtype)
+        elif dtype.kind in "iu":
+            feed[node["name"]] = rng.integers(0, 10, size=shape).astype(dtype)
+        elif dtype.kind == "b":
+            feed[node["name"]] = rng.integers(0, 2, size=shape).astype(bool)
+        else:
+            raise TrialError(f"input {node['name']!r} has unsupported dtype {node['dtype']}")
+    return feed
+
+
+def peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports kilobytes, macOS bytes.
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def environment() -> Dict[str, Any]:
+    env: Dict[str, Any] = {"python": platform.python_version(), "pid": os.getpid()}
+    try:
+        env["loadavg_before"] = list(os.getloadavg())
+    except OSError:
+        env["loadavg_before"] = None
+    try:
+        import numpy
+
+        env["numpy"] = numpy.__version__
+    except ImportError:
+        env["numpy"] = None
+    return env
+
+
+def run_trial(spec: TrialSpec) -> Dict[str, Any]:
+    """Measure the trial. Returns the result fields (status ok), or raises TrialError."""
+    started = time.perf_counter()
+    env = environment()
+    path = artifact_path(spec)
+    try:
+        runtime = runtimes.adapter(spec.runtime)
+    except runtimes.RuntimeUnavailable as exc:
+        raise TrialError(str(exc)) from None
+    if not runtime.available():
+        raise TrialError(f"runtime {spec.runtime} is not installed on this device")
+
+    t0 = time.perf_counter_ns()
+    try:
+        model = runtime.load(str(path), {"device": spec.requested_device})
+    except Exception as exc:  # a runtime's own load error, reported as the trial's reason
+        raise TrialError(f"{spec.runtime} could not load {spec.model}: {exc}") from None
+    load_ns = time.perf_counter_ns() - t0
+    try:
+        feed = make_feed(model.inputs(), spec.batch_size)
+        t0 = time.perf_counter_ns()
+        model.run(feed)
+        first_ns = time.perf_counter_ns() - t0
+
+        policy = spec.policy
+        timing.warm_up(lambda: model.run(feed), policy.warmup_s)
+        rule = timing.StoppingRule(
+            policy.warmup_s, policy.min_queries, policy.min_s, policy.max_s, policy.max_queries
+        )
+        env["measure_start_unix"] = time.time()
+        samples = timing.time_runs(lambda: model.run(feed), rule)
+        env["measure_end_unix"] = time.time()
+        placement = model.placement()
+    finally:
+        model.close()
+
+    return {
+        "status": "ok",
+        "runtime_version": runtime.version(),
+        "actual_device": placement.get("actual_device"),
+        "fallback": placement.get("fallback"),
+        "placement": placement,
+        "summary": statistics.summarize_ns(samples),
+        "throughput_ips": statistics.throughput(samples, spec.batch_size),
+        "load_ms": load_ns / 1e6,
+        "first_inference_ms": first_ns / 1e6,
+        "peak_rss_mb": peak_rss_mb(),
+        "model_bytes": path.stat().st_size,
+        "wall_s": time.perf_counter() - started,
+        "samples_ns": samples,
+        "environment": env,
+    }
+
+
+def die_with_agent() -> None:
+    """Linux: get SIGKILL when the agent dies, so no measurement outlives its agent."""
+    agent_pid = os.environ.get("EDGEBENCH_AGENT_PID")
+    if not agent_pid or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != int(agent_pid):  # the agent died before prctl took effect
+        os._exit(1)
+
+
+def main(argv: List[str]) -> int:
+    die_with_agent()
+    if len(argv) != 2:
+        print("usage: python -m agents.runner SPEC.json RESULT.json", file=sys.stderr)
+        return 2
+    spec = TrialSpec.model_validate_json(Path(argv[0]).read_text())
+    try:
+        outcome = run_trial(spec)
+    except TrialError as exc:
+        outcome = {"status": "failed", "error": str(exc)}
+    except Exception as exc:  # anything else the runtime raised while measuring
+        outcome = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+    Path(argv[1]).write_text(json.dumps(outcome))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

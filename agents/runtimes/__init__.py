@@ -1,0 +1,40 @@
+"""Runtime adapters, looked up by name. Adding a runtime is adding one module here.
+
+An adapter has ``name``, ``available()``, ``version()``, ``devices()`` and
+``load(path, options)`` returning a loaded model with ``inputs()``, ``run(feed)``,
+``placement()`` and ``close()``. Runtime libraries are imported only inside the
+adapter, only when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Dict, List
+
+REGISTRY: Dict[str, str] = {
+    "onnxruntime": "agents.runtimes.onnxruntime:OnnxRuntimeAdapter",
+}
+
+
+class RuntimeUnavailable(RuntimeError):
+    """The runtime is not installed or cannot run here."""
+
+
+def adapter(name: str) -> Any:
+    try:
+        target = REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(REGISTRY))
+        raise RuntimeUnavailable(f"unknown runtime {name!r} (known: {known})") from None
+    module_name, class_name = target.split(":")
+    return getattr(importlib.import_module(module_name), class_name)()
+
+
+def inventory() -> List[Dict[str, Any]]:
+    """What each known runtime offers on this machine (imports each one to ask)."""
+    found = []
+    for name in sorted(REGISTRY):
+        runtime = adapter(name)
+        if runtime.available():
+            found.append({"name": name, "version": runtime.version(), "devices": runtime.devices()})
+    return found

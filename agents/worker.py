@@ -1,0 +1,237 @@
+"""The Celery side of the agent: consume this device's queue, one trial at a time.
+
+Each trial runs in a fresh ``python -m agents.runner`` process. Results go to the
+control queue through a small on-disk outbox, so a result measured just before the
+agent was killed is still delivered when it comes back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from celery import Celery
+
+from agents import __version__
+from agents.contract import (
+    CONTROL_QUEUE,
+    INGEST_TASK,
+    RUN_TRIAL_TASK,
+    ContractError,
+    Heartbeat,
+    Registration,
+    TrialResult,
+    TrialSpec,
+    TrialStarted,
+    agent_queue,
+    envelope,
+    parse,
+)
+
+log = logging.getLogger("edgebench.agent")
+
+SEND_RETRY = {"max_retries": 5, "interval_start": 0.5, "interval_step": 1.0, "interval_max": 5}
+
+
+def celery_app(broker_url: str, name: str) -> Celery:
+    app = Celery(f"edgebench-agent-{name}", broker=broker_url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        result_backend=None,
+        worker_prefetch_multiplier=1,
+        worker_concurrency=1,
+        task_acks_late=False,  # the orchestrator re-runs lost trials; see orchestrator.leases
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        task_default_queue=agent_queue(name),
+    )
+    return app
+
+
+class Agent:
+    def __init__(
+        self,
+        name: str,
+        broker_url: str,
+        work_dir: Path,
+        tags: Optional[List[str]] = None,
+        facts: Optional[Dict[str, Any]] = None,
+        heartbeat_s: float = 3.0,
+    ) -> None:
+        self.name = name
+        self.tags = tags or []
+        self.facts = facts or {}
+        self.heartbeat_s = heartbeat_s
+        self.boot_id = uuid.uuid4().hex
+        self.work_dir = Path(work_dir)
+        self.outbox = self.work_dir / "outbox"
+        self.outbox.mkdir(parents=True, exist_ok=True)
+        self.app = celery_app(broker_url, name)
+        self.current: Optional[TrialSpec] = None
+        self._stop = threading.Event()
+        self._outbox_lock = threading.Lock()
+        self.app.task(name=RUN_TRIAL_TASK, bind=False)(self.handle_trial)
+
+    # -- messages -------------------------------------------------------------------
+    def send(self, message: Any) -> None:
+        self.app.send_task(
+            INGEST_TASK,
+            args=[envelope(message)],
+            queue=CONTROL_QUEUE,
+            retry=True,
+            retry_policy=SEND_RETRY,
+        )
+
+    def register(self) -> None:
+        self.send(
+            Registration(
+                device=self.name,
+                boot_id=self.boot_id,
+                agent_version=__version__,
+                tags=self.tags,
+                facts=self.facts,
+                sent_at=time.time(),
+            )
+        )
+
+    def heartbeat(self) -> None:
+        current = self.current
+        self.send(
+            Heartbeat(
+                device=self.name,
+                boot_id=self.boot_id,
+                sent_at=time.time(),
+                current_trial=current.trial_id if current else None,
+                current_attempt=current.attempt if current else None,
+            )
+        )
+
+    def flush_outbox(self) -> None:
+        """Send every stored result; each file is removed only once it was sent."""
+        with self._outbox_lock:
+            for path in sorted(self.outbox.glob("*.json")):
+                try:
+                    message = parse(json.loads(path.read_text()))
+                except (OSError, ValueError, ContractError) as exc:
+                    log.error("dropping unreadable outbox file %s: %s", path, exc)
+                    path.unlink(missing_ok=True)
+                    continue
+                self.send(message)
+                path.unlink()
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            try:
+                self.flush_outbox()
+                self.heartbeat()
+            except Exception as exc:  # broker down: keep trying, never kill the agent
+                log.warning("heartbeat failed: %s", exc)
+
+    # -- trials ---------------------------------------------------------------------
+    def handle_trial(self, raw: Any) -> None:
+        try:
+            spec = parse(raw)
+            if not isinstance(spec, TrialSpec):
+                raise ContractError(f"expected a trial_spec, got {type(spec).__name__}")
+        except ContractError as exc:
+            log.error("rejected trial message: %s", exc)
+            return
+        if spec.device != self.name:
+            log.error(
+                "trial %s is for device %s, not %s; ignored", spec.trial_id, spec.device, self.name
+            )
+            return
+        self.current = spec
+        try:
+            self.send(
+                TrialStarted(
+                    trial_id=spec.trial_id,
+                    attempt=spec.attempt,
+                    device=self.name,
+                    boot_id=self.boot_id,
+                    sent_at=time.time(),
+                )
+            )
+            outcome = self.run_in_subprocess(spec)
+            result = TrialResult(
+                trial_id=spec.trial_id,
+                attempt=spec.attempt,
+                device=self.name,
+                boot_id=self.boot_id,
+                sent_at=time.time(),
+                **outcome,
+            )
+            path = self.outbox / f"{spec.trial_id}-{spec.attempt}.json"
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(envelope(result)))
+            os.replace(tmp, path)
+            self.flush_outbox()
+        finally:
+            self.current = None
+
+    def run_in_subprocess(self, spec: TrialSpec) -> Dict[str, Any]:
+        with tempfile.TemporaryDirectory(dir=self.work_dir, prefix="trial-") as tmp:
+            spec_path = Path(tmp) / "spec.json"
+            out_path = Path(tmp) / "result.json"
+            spec_path.write_text(spec.model_dump_json())
+            command = [sys.executable, "-m", "agents.runner", str(spec_path), str(out_path)]
+            try:
+                proc = subprocess.run(
+                    command,
+                    capture_output=True,
+                    text=True,
+                    timeout=spec.timeout_s,
+                    env={**os.environ, "EDGEBENCH_AGENT_PID": str(os.getpid())},
+                )
+            except subprocess.TimeoutExpired:
+                return {
+                    "status": "failed",
+                    "error": f"trial timed out after {spec.timeout_s:.0f} s",
+                }
+            if proc.returncode != 0 or not out_path.exists():
+                tail = (proc.stderr or "").strip().splitlines()[-5:]
+                return {
+                    "status": "failed",
+                    "error": f"trial process exited with code {proc.returncode}: "
+                    + (" | ".join(tail) or "no output"),
+                }
+            return json.loads(out_path.read_text())
+
+    # -- lifecycle ------------------------------------------------------------------
+    def start(self, loglevel: str = "INFO") -> None:
+        """Flush old results, register, heartbeat, and consume this device's queue."""
+        self.flush_outbox()
+        self.register()
+        self.heartbeat()
+        thread = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        thread.start()
+        try:
+            self.app.worker_main(
+                argv=[
+                    "worker",
+                    "--pool=solo",
+                    "--concurrency=1",
+                    "--prefetch-multiplier=1",
+                    f"--queues={agent_queue(self.name)}",
+                    f"--hostname={self.name}@%h",
+                    "--without-mingle",
+                    "--without-gossip",
+                    "--without-heartbeat",
+                    f"--loglevel={loglevel}",
+                ]
+            )
+        finally:
+            self._stop.set()

@@ -1,0 +1,1 @@
+"""edgebench controller: planning, dispatch, ingest, persistence, CLI."""

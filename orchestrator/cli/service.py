@@ -1,0 +1,100 @@
+"""`edgebench server`, `dashboard`, `db upgrade` and `quickstart`."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from orchestrator.cli.store_access import console, fail, require_server_extra
+from orchestrator.settings import Settings
+
+db_app = typer.Typer(help="The SQL store.", no_args_is_help=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the Alembic migrations to EDGEBENCH_DATABASE_URL (default: the SQLite store)."""
+    require_server_extra()
+    from sqlalchemy.exc import OperationalError
+
+    from orchestrator.store import migrate
+
+    url = Settings().resolved_database_url()
+    try:
+        migrate.upgrade(url)
+        revision = migrate.current(url)
+    except OperationalError as exc:
+        fail(f"cannot open the database: {str(exc.orig).strip()}")
+    console.print(f"database at revision {revision}")
+
+
+def server(
+    loglevel: str = typer.Option("INFO", help="Log level."),
+) -> None:
+    """Run the controller: ingest registrations, heartbeats and results; dispatch trials."""
+    require_server_extra()
+    from orchestrator import broker
+    from orchestrator import server as controller
+
+    logging.basicConfig(
+        level=loglevel.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    settings = Settings()
+    embedded = None
+    url = settings.broker_url
+    if url is None:
+        try:
+            embedded = broker.start(settings.home)
+        except broker.BrokerError as exc:
+            fail(str(exc))
+        url = embedded.url
+        console.print(f"embedded broker on {url.split('@')[-1]} (recorded in {settings.home})")
+    try:
+        controller.run(settings, url, loglevel=loglevel.upper())
+    except controller.DatabaseNotReady as exc:
+        fail(str(exc))
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def dashboard(
+    port: int = typer.Option(8501, help="Port to serve on."),
+    address: str = typer.Option("127.0.0.1", help="Address to bind (0.0.0.0 for every interface)."),
+) -> None:
+    """Serve the Streamlit dashboard (reads the store, never writes it)."""
+    from orchestrator import dashboard_process
+
+    try:
+        process = dashboard_process.start(port, address)
+    except dashboard_process.DashboardError as exc:
+        fail(str(exc))
+    console.print(f"dashboard: http://{address}:{port}  (Ctrl-C to stop)")
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        dashboard_process.stop(process)
+
+
+def quickstart(
+    no_dashboard: bool = typer.Option(False, "--no-dashboard", help="Exit after the table."),
+    port: int = typer.Option(8501, help="Dashboard port."),
+) -> None:
+    """Embedded broker + SQLite + controller + one local agent, a real campaign, a table."""
+    require_server_extra()
+    from orchestrator import quickstart as qs
+
+    try:
+        qs.run(Settings(), dashboard_port=None if no_dashboard else port)
+    except qs.QuickstartError as exc:
+        fail(str(exc))
+
+
+def attach(app: typer.Typer) -> None:
+    app.command("quickstart")(quickstart)
+    app.command("server")(server)
+    app.command("dashboard")(dashboard)
+    app.add_typer(db_app, name="db")

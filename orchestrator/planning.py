@@ -1,0 +1,47 @@
+"""Plans and submits campaigns against what the store holds (devices, models)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from orchestrator.campaigns.matrix import ArtifactInfo, DeviceInfo, Plan, expand
+from orchestrator.campaigns.spec import CampaignSpec
+from orchestrator.store import repository
+from orchestrator.store.models import Campaign, Device, Model, utcnow
+
+
+def device_infos(session: Session, offline_after_s: float) -> list[DeviceInfo]:
+    now = utcnow()
+    infos = []
+    for device in session.scalars(select(Device).where(Device.retired.is_(False))):
+        runtimes = {
+            r["name"]: list(r.get("devices", [])) for r in (device.facts or {}).get("runtimes", [])
+        }
+        infos.append(
+            DeviceInfo(
+                name=device.name,
+                device_class=device.device_class,
+                tags=tuple(device.tags or ()),
+                runtimes=runtimes,
+                online=repository.is_online(device, now, offline_after_s),
+            )
+        )
+    return infos
+
+
+def artifact_infos(session: Session) -> list[ArtifactInfo]:
+    return [
+        ArtifactInfo(model_id=m.id, name=m.name, format=m.format, precision=m.precision)
+        for m in session.scalars(select(Model))
+    ]
+
+
+def plan(session: Session, spec: CampaignSpec, offline_after_s: float) -> Plan:
+    return expand(spec, device_infos(session, offline_after_s), artifact_infos(session))
+
+
+def submit(session: Session, spec: CampaignSpec, offline_after_s: float) -> tuple[Campaign, Plan]:
+    """Write the campaign and its trials (pending); the controller's scheduler sends them."""
+    planned = plan(session, spec, offline_after_s)
+    return repository.create_campaign(session, spec, planned), planned

@@ -1,0 +1,183 @@
+"""`edgebench quickstart`: the whole system on one machine, with no configuration.
+
+Starts an embedded broker, the controller and one local agent as separate processes,
+builds two small models, runs a real campaign, prints the comparison, and (unless told
+not to) serves the dashboard until Ctrl-C. Everything it started is stopped on exit;
+the store stays for the next run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sqlalchemy import select
+
+from orchestrator import broker, dashboard_process, planning
+from orchestrator.artifacts.registry import build_and_register
+from orchestrator.campaigns.spec import parse_spec
+from orchestrator.cli.store_access import console
+from orchestrator.settings import Settings
+from orchestrator.store import migrate
+from orchestrator.store.models import Device
+from orchestrator.store.repository import as_utc
+from orchestrator.store.session import session_factory
+
+QUICK_MODELS = ["mlp_digits", "small_cnn_96"]
+QUICK_BATCH_SIZES = [1, 8]
+
+
+class QuickstartError(RuntimeError):
+    pass
+
+
+def local_device_name() -> str:
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:64].strip("-.")
+    return name or "local"
+
+
+def quickstart_spec(device: str) -> dict:
+    return {
+        "name": "quickstart",
+        "devices": {"names": [device]},
+        "models": QUICK_MODELS,
+        "runtimes": ["onnxruntime"],
+        "precisions": ["fp32"],
+        "batch_sizes": QUICK_BATCH_SIZES,
+        "policy": {"warmup_s": 0.5, "min_queries": 100, "min_s": 2.0, "max_s": 10.0},
+    }
+
+
+def _spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.cli.main", *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches us; we stop the children in order
+        )
+
+
+def _stop(process: subprocess.Popen, timeout_s: float = 15) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _wait_for_device(sessions, name: str, since, children: dict, timeout_s: float = 90) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for label, (process, log_path) in children.items():
+            if process.poll() is not None:
+                raise QuickstartError(
+                    f"the {label} exited with code {process.returncode}:\n{_tail(log_path)}"
+                )
+        with sessions() as session:
+            device = session.scalar(select(Device).where(Device.name == name))
+            seen = as_utc(device.last_heartbeat_at) if device else None
+            if seen and seen >= since:
+                return
+        time.sleep(0.3)
+    raise QuickstartError(f"the local agent did not register within {timeout_s:.0f} s")
+
+
+def run(settings: Settings, dashboard_port: int | None) -> None:
+    from orchestrator.cli.campaigns import wait_for
+    from orchestrator.cli.results import print_results
+    from orchestrator.store.models import utcnow
+
+    home = settings.home
+    logs = home / "logs"
+    url = settings.resolved_database_url()
+    migrate.upgrade(url)
+    sessions = session_factory(url)
+
+    def on_term(_signum, _frame):  # noqa: ANN001
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    embedded = None
+    children: dict[str, tuple[subprocess.Popen, Path]] = {}
+    dashboard = None
+    try:
+        broker_url = settings.broker_url
+        if broker_url is None:
+            if broker.is_alive(settings.resolved_broker_url() or ""):
+                raise QuickstartError(
+                    f"an edgebench server already runs on this machine (see {home / 'broker.json'}); "
+                    "stop it, or submit campaigns to it with `edgebench campaign submit`"
+                )
+            embedded = broker.start(home)
+            broker_url = embedded.url
+        console.print(f"[bold]broker[/bold]   redis on {broker_url.split('@')[-1]}")
+        console.print(f"[bold]store[/bold]    {url}")
+        env = {**os.environ, "EDGEBENCH_BROKER_URL": broker_url, "EDGEBENCH_HOME": str(home)}
+        started = utcnow()
+        name = local_device_name()
+        for label, args in (
+            ("controller", ["server"]),
+            ("agent", ["agent", "start", "--name", name, "--tags", "local"]),
+        ):
+            log_path = logs / f"{label}.log"
+            children[label] = (_spawn(args, env, log_path), log_path)
+            console.print(f"[bold]{label:<9}[/bold]started (log: {log_path})")
+
+        with sessions.begin() as session:
+            built = build_and_register(session, settings.artifact_dir(), QUICK_MODELS)
+        console.print(f"[bold]models[/bold]   built {', '.join(built)} (ONNX, seeded weights)")
+
+        _wait_for_device(sessions, name, started, children)
+        console.print(f"[bold]device[/bold]   {name} registered")
+        spec = parse_spec(quickstart_spec(name))
+        with sessions.begin() as session:
+            campaign, plan = planning.submit(session, spec, settings.offline_after_s)
+            campaign_id = campaign.id
+        console.print(f"[bold]campaign[/bold] {campaign_id}: {len(plan.trials)} trials")
+        wait_for(sessions, campaign_id)
+        print_results(sessions, campaign_id)
+        console.print(
+            "\nmore: `edgebench results export --format csv`, `edgebench devices list`, "
+            "`edgebench campaign status " + str(campaign_id) + "`"
+        )
+        if dashboard_port is None:
+            console.print("dashboard: run `edgebench dashboard` to browse these results")
+            return
+        dashboard = dashboard_process.start(dashboard_port, "127.0.0.1", logs / "dashboard.log")
+        console.print(
+            f"\n[bold]dashboard[/bold] http://127.0.0.1:{dashboard_port}  — Ctrl-C stops everything "
+            "(the store stays for the next run)"
+        )
+        while dashboard.poll() is None:
+            time.sleep(0.5)
+        raise QuickstartError(f"the dashboard exited:\n{_tail(logs / 'dashboard.log')}")
+    except KeyboardInterrupt:
+        console.print("\nstopping…")
+    finally:
+        if dashboard is not None:
+            dashboard_process.stop(dashboard)
+        for label in ("agent", "controller"):
+            if label in children:
+                _stop(children[label][0])
+        if embedded is not None:
+            embedded.stop()
+        signal.signal(signal.SIGTERM, previous)

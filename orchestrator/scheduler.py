@@ -1,0 +1,143 @@
+"""Sends pending trials to idle online devices, one at a time per device, and re-queues
+trials whose agent lost them (restarted, or stopped reporting them).
+
+One outstanding trial per device keeps a device from measuring two things at once,
+makes cancellation immediate, and lets the store, not the broker, hold the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from celery import Celery
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from agents.contract import ArtifactRef, InputSpec, MeasurementPolicy, TrialSpec
+from orchestrator.settings import Settings
+from orchestrator.store import repository
+from orchestrator.store.models import FAILED, PENDING, QUEUED, RUNNING, Device, Trial, utcnow
+from orchestrator.transport import send_trial
+
+log = logging.getLogger("edgebench.scheduler")
+
+# Grace beyond a trial's own time limit before the controller gives up waiting for it.
+LEASE_GRACE_S = 60.0
+
+
+def trial_spec(trial: Trial) -> TrialSpec:
+    model = trial.model
+    return TrialSpec(
+        trial_id=trial.id,
+        attempt=trial.attempt,
+        campaign_id=trial.campaign_id,
+        device=trial.device.name,
+        model=model.name,
+        artifact=ArtifactRef(
+            sha256=model.sha256, size=model.size, format=model.format, uri=model.path
+        ),
+        inputs=[InputSpec(**spec) for spec in model.inputs],
+        runtime=trial.runtime,
+        requested_device=trial.requested_device,
+        precision=trial.precision,
+        batch_size=trial.batch_size,
+        scenario=trial.scenario,
+        policy=MeasurementPolicy(**trial.policy),
+        timeout_s=trial.timeout_s,
+    )
+
+
+def reap(session: Session, settings: Settings) -> int:
+    """Re-queue trials whose agent lost them; fail those past their lease. Returns a count."""
+    now = utcnow()
+    changed = 0
+    for trial in repository.open_trials(session):
+        device = trial.device
+        seen = repository.as_utc(device.last_heartbeat_at)
+        online = repository.is_online(device, now, settings.offline_after_s)
+        if device.boot_id and trial.boot_id and device.boot_id != trial.boot_id:
+            repository.requeue(
+                session,
+                trial,
+                f"the agent on {device.name} restarted during attempt {trial.attempt}",
+            )
+        elif (
+            trial.state == RUNNING
+            and online
+            and device.current_trial != trial.id
+            and seen
+            and (
+                seen - repository.as_utc(trial.started_at)
+                > timedelta(seconds=settings.offline_after_s)
+            )
+        ):
+            repository.requeue(
+                session,
+                trial,
+                f"the agent on {device.name} stopped running attempt {trial.attempt}",
+            )
+        elif (
+            trial.state == QUEUED
+            and online
+            and device.current_trial != trial.id
+            and seen
+            and (
+                seen - repository.as_utc(trial.dispatched_at)
+                > timedelta(seconds=settings.start_timeout_s)
+            )
+        ):
+            repository.requeue(
+                session,
+                trial,
+                f"attempt {trial.attempt} was not started within {settings.start_timeout_s:.0f} s",
+            )
+        elif (
+            trial.state == RUNNING
+            and online
+            and now - repository.as_utc(trial.started_at)
+            > timedelta(seconds=trial.timeout_s + LEASE_GRACE_S)
+        ):
+            trial.state, trial.finished_at = FAILED, now
+            trial.error = f"no result within its lease ({trial.timeout_s + LEASE_GRACE_S:.0f} s)"
+            repository.settle_campaign(session, trial.campaign_id)
+        else:
+            continue
+        changed += 1
+        log.warning("trial %s on %s: %s", trial.id, device.name, trial.error or trial.note)
+    return changed
+
+
+def dispatch(sessions: sessionmaker[Session], app: Celery, settings: Settings) -> int:
+    """Send the next pending trial to every online device that has none outstanding."""
+    sent = 0
+    with sessions.begin() as session:
+        reap(session, settings)
+    with sessions() as session:
+        now = utcnow()
+        busy = set(
+            session.scalars(select(Trial.device_id).where(Trial.state.in_((QUEUED, RUNNING))))
+        )
+        idle = [
+            device.id
+            for device in session.scalars(select(Device).where(Device.retired.is_(False)))
+            if device.id not in busy and repository.is_online(device, now, settings.offline_after_s)
+        ]
+    for device_id in idle:
+        with sessions.begin() as session:
+            trial = repository.next_pending(session, device_id)
+            if trial is None:
+                continue
+            repository.mark_dispatched(session, trial, trial.device.boot_id)
+            spec = trial_spec(trial)
+        # Committed before sending: if sending fails, the start timeout sends it again.
+        try:
+            send_trial(app, spec)
+            sent += 1
+        except Exception as exc:  # broker unreachable: back to pending, tried next round
+            log.warning("could not send trial %s: %s", spec.trial_id, exc)
+            with sessions.begin() as session:
+                trial = session.get(Trial, spec.trial_id)
+                if trial is not None and trial.state == QUEUED:
+                    trial.state, trial.note = PENDING, f"broker unreachable: {exc}"
+    return sent

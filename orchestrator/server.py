@@ -1,0 +1,98 @@
+"""`edgebench server`: the controller. Consumes the control queue and runs the scheduler."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from celery import Celery
+from sqlalchemy.orm import Session, sessionmaker
+
+from agents.contract import INGEST_TASK
+from orchestrator import ingest, scheduler
+from orchestrator.settings import Settings
+from orchestrator.store import migrate
+from orchestrator.store.session import session_factory
+from orchestrator.transport import control_app
+
+log = logging.getLogger("edgebench.server")
+
+
+class DatabaseNotReady(RuntimeError):
+    pass
+
+
+def prepare_database(settings: Settings) -> str:
+    """The embedded SQLite store is migrated automatically; any other must be up to date."""
+    url = settings.resolved_database_url()
+    if settings.uses_default_database():
+        migrate.upgrade(url)
+    elif not migrate.is_current(url):
+        raise DatabaseNotReady(
+            f"the database at {url.split('@')[-1]} is not at the current schema: "
+            "run `edgebench db upgrade` first"
+        )
+    return url
+
+
+def register_ingest(app: Celery, sessions: sessionmaker[Session], wake: threading.Event) -> None:
+    @app.task(name=INGEST_TASK, bind=True, max_retries=None)
+    def ingest_message(self, raw):  # noqa: ANN001
+        try:
+            outcome = ingest.handle(sessions, raw)
+        except ingest.TransientStoreError as exc:
+            log.warning("store unavailable (%s); message will be retried", exc)
+            raise self.retry(countdown=2) from exc
+        except Exception:  # a bug must not take the controller down; log it loudly
+            log.exception("unexpected error while ingesting a message; dropped")
+            return "error"
+        if outcome.startswith(("registered", "stored", "failed")):
+            wake.set()
+        return outcome
+
+
+def scheduler_loop(
+    sessions: sessionmaker[Session],
+    app: Celery,
+    settings: Settings,
+    wake: threading.Event,
+    stop: threading.Event,
+) -> None:
+    while not stop.is_set():
+        try:
+            scheduler.dispatch(sessions, app, settings)
+        except Exception:
+            log.exception("scheduler round failed; retrying")
+        wake.wait(settings.scheduler_interval_s)
+        wake.clear()
+
+
+def run(settings: Settings, broker_url: str, loglevel: str = "INFO") -> None:
+    url = prepare_database(settings)
+    sessions = session_factory(url)
+    app = control_app(broker_url)
+    wake, stop = threading.Event(), threading.Event()
+    register_ingest(app, sessions, wake)
+    thread = threading.Thread(
+        target=scheduler_loop,
+        args=(sessions, app, settings, wake, stop),
+        name="scheduler",
+        daemon=True,
+    )
+    thread.start()
+    try:
+        app.worker_main(
+            argv=[
+                "worker",
+                "--pool=solo",
+                "--queues=edgebench.control",
+                "--hostname=edgebench-controller@%h",
+                "--without-mingle",
+                "--without-gossip",
+                "--without-heartbeat",
+                f"--loglevel={loglevel}",
+            ]
+        )
+    finally:
+        stop.set()
+        wake.set()

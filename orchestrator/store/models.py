@@ -1,0 +1,179 @@
+"""SQLAlchemy 2.0 models. Any change here needs an Alembic migration in migrations/versions."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Trial states. Terminal: done, failed, cancelled.
+PENDING, QUEUED, RUNNING, DONE, FAILED, CANCELLED = (
+    "pending",
+    "queued",
+    "running",
+    "done",
+    "failed",
+    "cancelled",
+)
+TERMINAL = (DONE, FAILED, CANCELLED)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Device(Base):
+    __tablename__ = "devices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    device_class: Mapped[str] = mapped_column(String(64))
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    facts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    agent_version: Mapped[Optional[str]] = mapped_column(String(32))
+    boot_id: Mapped[Optional[str]] = mapped_column(String(64))
+    retired: Mapped[bool] = mapped_column(Boolean, default=False)
+    registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_heartbeat_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    current_trial: Mapped[Optional[str]] = mapped_column(String(40))
+
+
+class Model(Base):
+    """A model artifact the controller can send: content-addressed by sha256."""
+
+    __tablename__ = "models"
+    __table_args__ = (UniqueConstraint("name", "format", "precision"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    format: Mapped[str] = mapped_column(String(32))
+    precision: Mapped[str] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    path: Mapped[str] = mapped_column(Text)
+    inputs: Mapped[list[Any]] = mapped_column(default=list)
+    recipe: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    spec: Mapped[dict[str, Any]] = mapped_column()
+    state: Mapped[str] = mapped_column(String(32), default="running")
+    skipped: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+
+    trials: Mapped[list[Trial]] = relationship(back_populates="campaign")
+
+
+class Trial(Base):
+    __tablename__ = "trials"
+    __table_args__ = (
+        Index("ix_trials_device_state", "device_id", "state"),
+        Index("ix_trials_campaign_state", "campaign_id", "state"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    runtime: Mapped[str] = mapped_column(String(32))
+    requested_device: Mapped[str] = mapped_column(String(32))
+    precision: Mapped[str] = mapped_column(String(16))
+    batch_size: Mapped[int] = mapped_column(Integer)
+    scenario: Mapped[str] = mapped_column(String(32))
+    seq: Mapped[int] = mapped_column(Integer)  # order within the campaign
+    repeat: Mapped[int] = mapped_column(Integer, default=1)
+    policy: Mapped[dict[str, Any]] = mapped_column()
+    timeout_s: Mapped[float] = mapped_column(Float)
+    state: Mapped[str] = mapped_column(String(16), default=PENDING)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    boot_id: Mapped[Optional[str]] = mapped_column(String(64))
+    error: Mapped[Optional[str]] = mapped_column(Text)
+    note: Mapped[Optional[str]] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    dispatched_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+
+    campaign: Mapped[Campaign] = relationship(back_populates="trials")
+    device: Mapped[Device] = relationship()
+    model: Mapped[Model] = relationship()
+    result: Mapped[Optional[Result]] = relationship(back_populates="trial", uselist=False)
+
+
+class Result(Base):
+    """One measurement of a trial. Unique per trial: a redelivered result is not a second row."""
+
+    __tablename__ = "results"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trial_id: Mapped[str] = mapped_column(ForeignKey("trials.id"), unique=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    boot_id: Mapped[str] = mapped_column(String(64))
+    n: Mapped[int] = mapped_column(Integer)
+    min_ms: Mapped[float] = mapped_column(Float)
+    max_ms: Mapped[float] = mapped_column(Float)
+    mean_ms: Mapped[float] = mapped_column(Float)
+    stdev_ms: Mapped[float] = mapped_column(Float)
+    cv: Mapped[float] = mapped_column(Float)
+    p50_ms: Mapped[float] = mapped_column(Float)
+    p90_ms: Mapped[float] = mapped_column(Float)
+    p95_ms: Mapped[float] = mapped_column(Float)
+    p99_ms: Mapped[float] = mapped_column(Float)
+    throughput_ips: Mapped[Optional[float]] = mapped_column(Float)
+    load_ms: Mapped[Optional[float]] = mapped_column(Float)
+    first_inference_ms: Mapped[Optional[float]] = mapped_column(Float)
+    peak_rss_mb: Mapped[Optional[float]] = mapped_column(Float)
+    model_bytes: Mapped[Optional[int]] = mapped_column(BigInteger)
+    runtime_version: Mapped[Optional[str]] = mapped_column(String(64))
+    actual_device: Mapped[Optional[str]] = mapped_column(String(64))
+    fallback: Mapped[Optional[bool]] = mapped_column(Boolean)
+    placement: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    environment: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    wall_s: Mapped[Optional[float]] = mapped_column(Float)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    trial: Mapped[Trial] = relationship(back_populates="result")
+    samples: Mapped[Optional[ResultSamples]] = relationship(uselist=False)
+
+
+class ResultSamples(Base):
+    """Every latency sample of a result, in nanoseconds, kept apart from the summary row."""
+
+    __tablename__ = "result_samples"
+
+    result_id: Mapped[int] = mapped_column(ForeignKey("results.id"), primary_key=True)
+    samples_ns: Mapped[list[Any]] = mapped_column()

@@ -1,0 +1,240 @@
+"""Read-only queries for the CLI and the dashboard. Nothing here writes."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from orchestrator.store.models import TERMINAL, Campaign, Device, Model, Result, Trial, utcnow
+from orchestrator.store.repository import as_utc, is_online
+
+# The fields `results export` writes, in order (DESIGN.md, user-facing interfaces).
+EXPORT_FIELDS = [
+    "trial_id", "campaign", "campaign_id", "device", "device_class", "model", "runtime",
+    "runtime_version", "requested_device", "actual_device", "fallback", "precision",
+    "batch_size", "scenario", "repeat", "status", "error", "attempt", "n", "min_ms", "p50_ms",
+    "p90_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms", "stdev_ms", "cv", "throughput_ips",
+    "load_ms", "first_inference_ms", "peak_rss_mb", "model_bytes", "accuracy",
+    "fidelity_cosine", "energy_mj_per_inference", "throttled", "finished_at",
+]  # fmt: skip
+
+
+def _runtime_names(facts: dict[str, Any]) -> list[str]:
+    return [f"{r.get('name')} {r.get('version')}" for r in facts.get("runtimes", [])]
+
+
+def devices_overview(
+    session: Session, offline_after_s: float, include_retired: bool = False
+) -> list[dict[str, Any]]:
+    now = utcnow()
+    counts = dict(
+        session.execute(
+            select(Trial.device_id, func.count())
+            .where(Trial.state == "done")
+            .group_by(Trial.device_id)
+        ).all()
+    )
+    rows = []
+    query = select(Device).order_by(Device.name)
+    if not include_retired:
+        query = query.where(Device.retired.is_(False))
+    for device in session.scalars(query):
+        facts = device.facts or {}
+        rows.append(
+            {
+                "name": device.name,
+                "class": device.device_class,
+                "tags": ", ".join(device.tags or []),
+                "status": "retired"
+                if device.retired
+                else ("online" if is_online(device, now, offline_after_s) else "offline"),
+                "last_heartbeat": as_utc(device.last_heartbeat_at),
+                "cpu": facts.get("cpu_model"),
+                "arch": facts.get("arch"),
+                "cores": facts.get("logical_cores"),
+                "memory_mb": facts.get("memory_mb"),
+                "runtimes": ", ".join(_runtime_names(facts)),
+                "trials_done": counts.get(device.id, 0),
+            }
+        )
+    return rows
+
+
+def device_detail(session: Session, name: str, offline_after_s: float) -> dict[str, Any] | None:
+    device = session.scalar(select(Device).where(Device.name == name))
+    if device is None:
+        return None
+    overview = next(
+        (d for d in devices_overview(session, offline_after_s, True) if d["name"] == name), {}
+    )
+    return {
+        **overview,
+        "registered_at": as_utc(device.registered_at),
+        "agent_version": device.agent_version,
+        "current_trial": device.current_trial,
+        "facts": device.facts,
+    }
+
+
+def campaigns_overview(session: Session) -> list[dict[str, Any]]:
+    counts: dict[int, Counter] = {}
+    for campaign_id, state, number in session.execute(
+        select(Trial.campaign_id, Trial.state, func.count()).group_by(
+            Trial.campaign_id, Trial.state
+        )
+    ):
+        counts.setdefault(campaign_id, Counter())[state] = number
+    rows = []
+    for campaign in session.scalars(select(Campaign).order_by(Campaign.id.desc())):
+        states = counts.get(campaign.id, Counter())
+        total = sum(states.values())
+        rows.append(
+            {
+                "id": campaign.id,
+                "name": campaign.name,
+                "state": campaign.state,
+                "trials": total,
+                "finished": sum(states[s] for s in TERMINAL),
+                **{
+                    s: states[s]
+                    for s in ("pending", "queued", "running", "done", "failed", "cancelled")
+                },
+                "skipped": len(campaign.skipped or []),
+                "created_at": as_utc(campaign.created_at),
+                "finished_at": as_utc(campaign.finished_at),
+            }
+        )
+    return rows
+
+
+def campaign_progress(session: Session, campaign_id: int) -> dict[str, Any] | None:
+    for row in campaigns_overview(session):
+        if row["id"] == campaign_id:
+            return row
+    return None
+
+
+def campaign_trials(
+    session: Session, campaign_id: int, offline_after_s: float
+) -> list[dict[str, Any]]:
+    now = utcnow()
+    rows = []
+    query = (
+        select(Trial, Device, Model)
+        .join(Device, Trial.device_id == Device.id)
+        .join(Model, Trial.model_id == Model.id)
+        .where(Trial.campaign_id == campaign_id)
+        .order_by(Trial.seq)
+    )
+    for trial, device, model in session.execute(query):
+        note = trial.note
+        if trial.state == "pending" and not is_online(device, now, offline_after_s):
+            note = f"waiting for device {device.name} to come online" + (
+                f"; {note}" if note else ""
+            )
+        rows.append(
+            {
+                "trial_id": trial.id,
+                "device": device.name,
+                "model": model.name,
+                "runtime": trial.runtime,
+                "batch_size": trial.batch_size,
+                "state": trial.state,
+                "attempt": trial.attempt,
+                "error": trial.error,
+                "note": note,
+            }
+        )
+    return rows
+
+
+def campaign_skipped(session: Session, campaign_id: int) -> list[dict[str, Any]]:
+    campaign = session.get(Campaign, campaign_id)
+    return list(campaign.skipped or []) if campaign else []
+
+
+def result_rows(
+    session: Session,
+    campaign_id: int | None = None,
+    device: str | None = None,
+    model: str | None = None,
+    only_done: bool = False,
+) -> list[dict[str, Any]]:
+    """One row per trial with every export field; metrics are None when not measured."""
+    query = (
+        select(Trial, Campaign, Device, Model, Result)
+        .join(Campaign, Trial.campaign_id == Campaign.id)
+        .join(Device, Trial.device_id == Device.id)
+        .join(Model, Trial.model_id == Model.id)
+        .outerjoin(Result, Result.trial_id == Trial.id)
+        .order_by(Trial.campaign_id, Trial.seq)
+    )
+    if campaign_id is not None:
+        query = query.where(Trial.campaign_id == campaign_id)
+    if device is not None:
+        query = query.where(Device.name == device)
+    if model is not None:
+        query = query.where(Model.name == model)
+    if only_done:
+        query = query.where(Result.id.is_not(None))
+    rows = []
+    for trial, campaign, dev, mdl, result in session.execute(query):
+        row: dict[str, Any] = dict.fromkeys(EXPORT_FIELDS)
+        row.update(
+            trial_id=trial.id,
+            campaign=campaign.name,
+            campaign_id=campaign.id,
+            device=dev.name,
+            device_class=dev.device_class,
+            model=mdl.name,
+            runtime=trial.runtime,
+            requested_device=trial.requested_device,
+            precision=trial.precision,
+            batch_size=trial.batch_size,
+            scenario=trial.scenario,
+            repeat=trial.repeat,
+            status=trial.state,
+            error=trial.error,
+            attempt=trial.attempt,
+            finished_at=_iso(as_utc(trial.finished_at)),
+        )
+        if result is not None:
+            for name in (
+                "n", "min_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms",
+                "stdev_ms", "cv", "throughput_ips", "load_ms", "first_inference_ms",
+                "peak_rss_mb", "model_bytes", "runtime_version", "actual_device", "fallback",
+            ):  # fmt: skip
+                row[name] = getattr(result, name)
+        rows.append(row)
+    return rows
+
+
+def result_samples(session: Session, trial_id: str) -> list[int]:
+    result = session.scalar(select(Result).where(Result.trial_id == trial_id))
+    return list(result.samples.samples_ns) if result is not None and result.samples else []
+
+
+def latest_campaign_id(session: Session) -> int | None:
+    return session.scalar(select(func.max(Campaign.id)))
+
+
+def models_overview(session: Session) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": m.name,
+            "format": m.format,
+            "precision": m.precision,
+            "sha256": m.sha256,
+            "bytes": m.size,
+            "inputs": m.inputs,
+        }
+        for m in session.scalars(select(Model).order_by(Model.name))
+    ]
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None

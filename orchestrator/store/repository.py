@@ -1,0 +1,293 @@
+"""Writes to the store. Every state change of a trial goes through here."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from agents.contract import Heartbeat, Registration, TrialResult, TrialStarted
+from orchestrator.campaigns.matrix import Plan
+from orchestrator.campaigns.spec import CampaignSpec
+from orchestrator.store.models import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    PENDING,
+    QUEUED,
+    RUNNING,
+    TERMINAL,
+    Campaign,
+    Device,
+    Model,
+    Result,
+    ResultSamples,
+    Trial,
+    utcnow,
+)
+
+MAX_ATTEMPTS = 5
+
+
+class StoreError(ValueError):
+    """A request the store refuses, with the reason."""
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes; everything here is UTC."""
+    if moment is not None and moment.tzinfo is None:
+        from datetime import timezone
+
+        return moment.replace(tzinfo=timezone.utc)
+    return moment
+
+
+# -- devices -------------------------------------------------------------------------
+
+
+def register_device(session: Session, message: Registration) -> Device:
+    device = session.scalar(select(Device).where(Device.name == message.device))
+    if device is not None and device.retired:
+        raise StoreError(f"device {message.device} is retired; registration refused")
+    if device is None:
+        device = Device(name=message.device)
+        session.add(device)
+    device.device_class = str(message.facts.get("device_class") or "unknown")
+    device.tags = list(message.tags)
+    device.facts = dict(message.facts)
+    device.agent_version = message.agent_version
+    device.boot_id = message.boot_id
+    device.last_heartbeat_at = utcnow()
+    device.current_trial = None
+    session.flush()
+    return device
+
+
+def record_heartbeat(session: Session, message: Heartbeat) -> Device:
+    device = session.scalar(select(Device).where(Device.name == message.device))
+    if device is None or device.retired:
+        raise StoreError(f"heartbeat from unregistered or retired device {message.device}")
+    if device.boot_id != message.boot_id:
+        # A heartbeat that arrives after a new registration of the same device is stale.
+        raise StoreError(f"heartbeat from an old agent process of {message.device}; ignored")
+    device.last_heartbeat_at = utcnow()
+    device.current_trial = message.current_trial
+    return device
+
+
+def retire_device(session: Session, name: str) -> Device:
+    device = session.scalar(select(Device).where(Device.name == name))
+    if device is None:
+        raise StoreError(f"no device named {name}")
+    device.retired = True
+    now = utcnow()
+    for trial in session.scalars(
+        select(Trial).where(Trial.device_id == device.id, Trial.state.not_in(TERMINAL))
+    ):
+        trial.state, trial.error, trial.finished_at = CANCELLED, f"device {name} was retired", now
+    for campaign_id in {t.campaign_id for t in device_trials(session, device.id)}:
+        settle_campaign(session, campaign_id)
+    return device
+
+
+def device_trials(session: Session, device_id: int) -> list[Trial]:
+    return list(session.scalars(select(Trial).where(Trial.device_id == device_id)))
+
+
+# -- models --------------------------------------------------------------------------
+
+
+def upsert_model(
+    session: Session,
+    *,
+    name: str,
+    fmt: str,
+    precision: str,
+    sha256: str,
+    size: int,
+    path: str,
+    inputs: list[dict[str, Any]],
+    recipe: dict[str, Any],
+) -> Model:
+    model = session.scalar(
+        select(Model).where(Model.name == name, Model.format == fmt, Model.precision == precision)
+    )
+    if model is None:
+        model = Model(name=name, format=fmt, precision=precision)
+        session.add(model)
+    model.sha256, model.size, model.path = sha256, size, path
+    model.inputs, model.recipe = inputs, recipe
+    session.flush()
+    return model
+
+
+# -- campaigns -----------------------------------------------------------------------
+
+
+def create_campaign(session: Session, spec: CampaignSpec, plan: Plan) -> Campaign:
+    devices = {
+        d.name: d for d in session.scalars(select(Device).where(Device.name.in_(plan.devices)))
+    }
+    campaign = Campaign(
+        name=spec.name, spec=spec.model_dump(mode="json"), state="running", skipped=plan.skipped
+    )
+    session.add(campaign)
+    session.flush()
+    policy = spec.policy.model_dump(mode="json")
+    for seq, planned in enumerate(plan.trials):
+        session.add(
+            Trial(
+                id=uuid.uuid4().hex,
+                campaign_id=campaign.id,
+                device_id=devices[planned.device].id,
+                model_id=planned.model_id,
+                runtime=planned.runtime,
+                requested_device=planned.requested_device,
+                precision=planned.precision,
+                batch_size=planned.batch_size,
+                scenario=planned.scenario,
+                seq=seq,
+                repeat=planned.repeat,
+                policy=policy,
+                timeout_s=planned.timeout_s,
+                state=PENDING,
+                attempt=0,
+            )
+        )
+    session.flush()
+    return campaign
+
+
+def cancel_campaign(session: Session, campaign_id: int) -> int:
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise StoreError(f"no campaign with id {campaign_id}")
+    result = session.execute(
+        update(Trial)
+        .where(Trial.campaign_id == campaign_id, Trial.state.not_in(TERMINAL))
+        .values(state=CANCELLED, error="campaign cancelled", finished_at=utcnow())
+    )
+    settle_campaign(session, campaign_id)
+    return result.rowcount
+
+
+def settle_campaign(session: Session, campaign_id: int) -> None:
+    """Close a campaign once every trial is terminal."""
+    session.flush()
+    open_trials = session.scalar(
+        select(func.count()).where(Trial.campaign_id == campaign_id, Trial.state.not_in(TERMINAL))
+    )
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None or open_trials or campaign.finished_at is not None:
+        return
+    states = set(session.scalars(select(Trial.state).where(Trial.campaign_id == campaign_id)))
+    campaign.state = (
+        "cancelled"
+        if CANCELLED in states
+        else ("done" if states <= {DONE} else "finished with failures")
+    )
+    campaign.finished_at = utcnow()
+
+
+# -- trial lifecycle -----------------------------------------------------------------
+
+
+def mark_dispatched(session: Session, trial: Trial, boot_id: str | None) -> None:
+    trial.attempt += 1
+    trial.state = QUEUED
+    trial.boot_id = boot_id
+    trial.dispatched_at = utcnow()
+    trial.started_at = None
+    trial.note = None
+
+
+def requeue(session: Session, trial: Trial, note: str) -> None:
+    """Put a lost trial back to pending, or fail it once it has been lost too often."""
+    if trial.attempt >= MAX_ATTEMPTS:
+        trial.state, trial.finished_at = FAILED, utcnow()
+        trial.error = f"gave up after {trial.attempt} attempts; last: {note}"
+        settle_campaign(session, trial.campaign_id)
+        return
+    trial.state = PENDING
+    trial.note = note
+
+
+def record_started(session: Session, message: TrialStarted) -> str:
+    trial = session.get(Trial, message.trial_id)
+    if trial is None:
+        raise StoreError(f"start of unknown trial {message.trial_id}")
+    if trial.device.name != message.device:
+        raise StoreError(f"trial {trial.id} is not assigned to {message.device}")
+    if trial.state in TERMINAL or message.attempt != trial.attempt:
+        return "stale"
+    trial.state, trial.started_at, trial.boot_id = RUNNING, utcnow(), message.boot_id
+    return "running"
+
+
+def record_result(session: Session, message: TrialResult) -> str:
+    """Store a result once. Returns what happened: stored, failed, duplicate or ignored."""
+    trial = session.get(Trial, message.trial_id)
+    if trial is None:
+        raise StoreError(f"result for unknown trial {message.trial_id}")
+    if trial.device.name != message.device:
+        raise StoreError(
+            f"result for trial {trial.id} from {message.device}, assigned to {trial.device.name}"
+        )
+    if message.attempt < 1 or message.attempt > trial.attempt:
+        raise StoreError(f"result for attempt {message.attempt} of trial {trial.id}, never sent")
+    if trial.result is not None:
+        return "duplicate"
+    if trial.state in TERMINAL:
+        return f"ignored ({trial.state})"
+    now = utcnow()
+    trial.finished_at = now
+    if message.status == "failed" or message.summary is None:
+        trial.state = FAILED
+        trial.error = message.error or "the agent reported a failure without a reason"
+        settle_campaign(session, trial.campaign_id)
+        return "failed"
+    summary = message.summary
+    result = Result(
+        trial_id=trial.id,
+        attempt=message.attempt,
+        boot_id=message.boot_id,
+        **summary.model_dump(),
+        throughput_ips=message.throughput_ips,
+        load_ms=message.load_ms,
+        first_inference_ms=message.first_inference_ms,
+        peak_rss_mb=message.peak_rss_mb,
+        model_bytes=message.model_bytes,
+        runtime_version=message.runtime_version,
+        actual_device=message.actual_device,
+        fallback=message.fallback,
+        placement=message.placement,
+        environment=message.environment,
+        wall_s=message.wall_s,
+    )
+    session.add(result)
+    session.flush()
+    session.add(ResultSamples(result_id=result.id, samples_ns=list(message.samples_ns)))
+    trial.state, trial.error = DONE, None
+    settle_campaign(session, trial.campaign_id)
+    return "stored"
+
+
+def open_trials(session: Session) -> list[Trial]:
+    return list(session.scalars(select(Trial).where(Trial.state.in_((QUEUED, RUNNING)))))
+
+
+def next_pending(session: Session, device_id: int) -> Trial | None:
+    return session.scalar(
+        select(Trial)
+        .where(Trial.device_id == device_id, Trial.state == PENDING)
+        .order_by(Trial.campaign_id, Trial.seq)
+        .limit(1)
+    )
+
+
+def is_online(device: Device, now: datetime, offline_after_s: float) -> bool:
+    seen = as_utc(device.last_heartbeat_at)
+    return bool(seen and not device.retired and now - seen <= timedelta(seconds=offline_after_s))

@@ -1,0 +1,138 @@
+"""End to end: a controller and two agents as separate processes, over Redis and SQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from orchestrator.store.models import Device, Result, Trial
+
+pytestmark = pytest.mark.e2e
+
+QUICK_POLICY = "policy: {warmup_s: 0.1, min_queries: 30, min_s: 0.3, max_s: 3}\n"
+
+
+def online(fleet, *names):
+    def check():
+        with fleet.sessions() as session:
+            seen = {d.name for d in session.scalars(select(Device)) if d.last_heartbeat_at}
+        return set(names) <= seen
+
+    return check
+
+
+def test_campaign_across_two_agents_is_ingested_once(fleet, tmp_path):
+    fleet.start_controller()
+    fleet.start_agent("alpha")
+    fleet.start_agent("beta")
+    fleet.wait_until(online(fleet, "alpha", "beta"), 60, "both agents to register")
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "name: two-agents\ndevices: {tags: [e2e]}\nmodels: [mlp_digits, small_cnn_96]\n"
+        "runtimes: [onnxruntime]\nbatch_sizes: [1, 4]\n" + QUICK_POLICY
+    )
+    done = fleet.cli("campaign", "submit", str(spec), "--wait", timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "done" in done.stdout
+
+    with fleet.sessions() as session:
+        trials = session.scalars(select(Trial)).all()
+        assert len(trials) == 8
+        assert {t.state for t in trials} == {"done"}
+        assert session.scalar(select(func.count()).select_from(Result)) == 8
+        results = session.scalars(select(Result)).all()
+        per_device: dict[str, list[tuple[float, float]]] = {}
+        for result in results:
+            assert result.p50_ms > 0 and result.n >= 30 and result.peak_rss_mb > 0
+            assert result.actual_device == "CPU" and result.fallback is False
+            assert len(result.samples.samples_ns) == result.n
+            env = result.environment
+            per_device.setdefault(result.trial.device.name, []).append(
+                (env["measure_start_unix"], env["measure_end_unix"])
+            )
+    assert set(per_device) == {"alpha", "beta"}
+    for device, spans in per_device.items():
+        spans.sort()
+        for (_, end), (start, _) in zip(spans, spans[1:]):
+            assert start >= end, f"two trials overlapped on {device}"
+
+    exported = fleet.cli("results", "export", "--format", "json")
+    assert exported.returncode == 0, exported.stderr
+    rows = json.loads(exported.stdout)
+    assert len(rows) == 8
+    for field in (
+        "trial_id",
+        "device",
+        "p50_ms",
+        "p99_ms",
+        "throughput_ips",
+        "peak_rss_mb",
+        "energy_mj_per_inference",
+    ):
+        assert field in rows[0]
+    assert rows[0]["energy_mj_per_inference"] is None  # not measured, so null, never 0
+
+    listing = fleet.cli("devices", "list")
+    assert listing.returncode == 0 and "alpha" in listing.stdout and "online" in listing.stdout
+
+
+def test_kill_9_of_an_agent_mid_trial_reruns_the_trial_once(fleet, tmp_path):
+    fleet.start_controller()
+    fleet.start_agent("victim")
+    fleet.wait_until(online(fleet, "victim"), 60, "the agent to register")
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "name: kill9\ndevices: {names: [victim]}\nmodels: [small_cnn_96]\nbatch_sizes: [1]\n"
+        "policy: {warmup_s: 0.1, min_queries: 10, min_s: 4, max_s: 10}\n"
+    )
+    submitted = fleet.cli("campaign", "submit", str(spec))
+    assert submitted.returncode == 0, submitted.stderr
+
+    def running_trial():
+        with fleet.sessions() as session:
+            trial = session.scalar(select(Trial).where(Trial.state == "running"))
+            return trial and (trial.id, trial.attempt)
+
+    trial_id, attempt = fleet.wait_until(running_trial, 60, "the trial to start")
+    assert attempt == 1
+    time.sleep(1.0)  # mid-measurement
+    runner_pids = _runner_pids()
+    assert runner_pids, "the trial's runner process should exist"
+    fleet.kill9("agent-victim")
+    time.sleep(1.0)
+    assert not (_runner_pids() & runner_pids), "the trial process outlived its agent"
+
+    fleet.start_agent("victim")
+
+    def finished():
+        with fleet.sessions() as session:
+            trial = session.get(Trial, trial_id)
+            return trial.state in ("done", "failed") and trial
+
+    trial = fleet.wait_until(finished, 90, "the trial to be re-run")
+    assert trial.state == "done", trial.error
+    with fleet.sessions() as session:
+        results = session.scalars(select(Result).where(Result.trial_id == trial_id)).all()
+        assert len(results) == 1
+        assert results[0].attempt == 2
+        assert session.get(Trial, trial_id).attempt == 2
+
+
+def _runner_pids() -> set[int]:
+    pids = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                if b"agents.runner" in handle.read():
+                    pids.add(int(entry))
+        except OSError:
+            continue
+    return pids

@@ -1,0 +1,176 @@
+"""Ingest against real stores: idempotent, strict about who may report what, never crashing."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from agents.contract import (
+    SCHEMA_VERSION,
+    Heartbeat,
+    LatencySummary,
+    Registration,
+    TrialResult,
+    TrialStarted,
+    envelope,
+)
+from agents.measurement.statistics import summarize_ns
+from orchestrator import ingest, planning
+from orchestrator.artifacts.registry import build_and_register
+from orchestrator.campaigns.spec import parse_spec
+from orchestrator.store import repository
+from orchestrator.store.models import Campaign, Result, ResultSamples, Trial
+from orchestrator.store.session import session_factory
+
+FACTS = {
+    "device_class": "x86_64-cpu",
+    "runtimes": [{"name": "onnxruntime", "version": "1.0", "devices": ["CPU"]}],
+}
+
+
+def registration(name: str, boot: str) -> dict:
+    return envelope(
+        Registration(device=name, boot_id=boot, agent_version="t", facts=FACTS, sent_at=time.time())
+    )
+
+
+@pytest.fixture
+def world(store_url, tmp_path):
+    """Two registered devices, the built-in models, and a campaign of 4 trials on `dev-a`."""
+    sessions = session_factory(store_url)
+    assert ingest.handle(sessions, registration("dev-a", "boot-a")) == "registered dev-a"
+    assert ingest.handle(sessions, registration("dev-b", "boot-b")) == "registered dev-b"
+    with sessions.begin() as session:
+        build_and_register(session, tmp_path / "artifacts")
+        spec = parse_spec(
+            {
+                "name": "t",
+                "devices": {"names": ["dev-a"]},
+                "models": ["mlp_digits", "small_cnn_96"],
+                "batch_sizes": [1, 8],
+            }
+        )
+        campaign, plan = planning.submit(session, spec, offline_after_s=60)
+    assert len(plan.trials) == 4
+    return sessions, campaign.id
+
+
+def dispatch_one(sessions, campaign_id):
+    with sessions.begin() as session:
+        trial = session.scalars(
+            select(Trial)
+            .where(Trial.campaign_id == campaign_id, Trial.state == "pending")
+            .order_by(Trial.seq)
+        ).first()
+        repository.mark_dispatched(session, trial, trial.device.boot_id)
+        return trial.id, trial.attempt
+
+
+def result(
+    trial_id, attempt, device="dev-a", boot="boot-a", samples=(1_000_000, 2_000_000, 3_000_000)
+):
+    return envelope(
+        TrialResult(
+            trial_id=trial_id,
+            attempt=attempt,
+            device=device,
+            boot_id=boot,
+            status="ok",
+            summary=LatencySummary(**summarize_ns(list(samples))),
+            throughput_ips=1.0,
+            samples_ns=list(samples),
+            sent_at=time.time(),
+        )
+    )
+
+
+def test_result_is_stored_once_even_when_redelivered(world):
+    sessions, campaign_id = world
+    trial_id, attempt = dispatch_one(sessions, campaign_id)
+    started = envelope(
+        TrialStarted(
+            trial_id=trial_id, attempt=attempt, device="dev-a", boot_id="boot-a", sent_at=0
+        )
+    )
+    assert ingest.handle(sessions, started) == "running"
+    message = result(trial_id, attempt)
+    assert ingest.handle(sessions, message) == "stored"
+    assert ingest.handle(sessions, message) == "duplicate"
+    assert ingest.handle(sessions, json.dumps(message)) == "duplicate"
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Result)) == 1
+        stored = session.scalar(select(Result))
+        assert stored.p50_ms == 2.0 and stored.n == 3
+        assert session.get(ResultSamples, stored.id).samples_ns == [1_000_000, 2_000_000, 3_000_000]
+        assert session.get(Trial, trial_id).state == "done"
+
+
+@pytest.mark.parametrize(
+    "raw, why",
+    [
+        ("not json", "not JSON"),
+        ([1, 2], "array"),
+        ({"schema": SCHEMA_VERSION + 1, "kind": "heartbeat", "body": {}}, "future schema"),
+        ({"schema": SCHEMA_VERSION, "kind": "launch_missiles", "body": {}}, "unknown kind"),
+        (
+            {"schema": SCHEMA_VERSION, "kind": "heartbeat", "body": {"device": "dev-a"}},
+            "missing fields",
+        ),
+    ],
+)
+def test_malformed_messages_are_rejected_and_change_nothing(world, raw, why):
+    sessions, _ = world
+    assert ingest.handle(sessions, raw) == "rejected", why
+
+
+def test_results_for_unknown_unsent_or_foreign_trials_are_refused(world):
+    sessions, campaign_id = world
+    assert ingest.handle(sessions, result("no-such-trial", 1)) == "refused"
+    with sessions() as session:
+        pending = session.scalars(select(Trial).where(Trial.campaign_id == campaign_id)).first()
+    assert ingest.handle(sessions, result(pending.id, 1)) == "refused"  # never sent
+    trial_id, attempt = dispatch_one(sessions, campaign_id)
+    assert (
+        ingest.handle(sessions, result(trial_id, attempt, device="dev-b", boot="boot-b"))
+        == "refused"
+    )
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Result)) == 0
+
+
+def test_failed_result_keeps_reason_and_campaign_settles(world):
+    sessions, campaign_id = world
+    for _ in range(4):
+        trial_id, attempt = dispatch_one(sessions, campaign_id)
+        failure = envelope(
+            TrialResult(
+                trial_id=trial_id, attempt=attempt, device="dev-a", boot_id="boot-a",
+                status="failed", error="onnxruntime could not load it", sent_at=0,
+            )
+        )  # fmt: skip
+        assert ingest.handle(sessions, failure) == "failed"
+    with sessions() as session:
+        trials = session.scalars(select(Trial).where(Trial.campaign_id == campaign_id)).all()
+        assert {t.error for t in trials} == {"onnxruntime could not load it"}
+        campaign = session.get(Campaign, campaign_id)
+        assert campaign.state == "finished with failures" and campaign.finished_at is not None
+
+
+def test_heartbeat_from_old_agent_process_is_ignored(world):
+    sessions, _ = world
+    assert ingest.handle(sessions, registration("dev-a", "boot-new")) == "registered dev-a"
+    stale = envelope(Heartbeat(device="dev-a", boot_id="boot-a", sent_at=0, current_trial="x"))
+    assert ingest.handle(sessions, stale) == "refused"
+
+
+def test_retired_device_cannot_register_again(world):
+    sessions, campaign_id = world
+    with sessions.begin() as session:
+        repository.retire_device(session, "dev-a")
+    assert ingest.handle(sessions, registration("dev-a", "boot-z")) == "refused"
+    with sessions() as session:
+        states = set(session.scalars(select(Trial.state).where(Trial.campaign_id == campaign_id)))
+        assert states == {"cancelled"}
