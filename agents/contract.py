@@ -35,7 +35,7 @@ def agent_queue(device_name: str) -> str:
 
 
 def validate_device_name(name: str) -> str:
-    if not re.match(DEVICE_NAME_PATTERN, name or ""):
+    if not re.fullmatch(DEVICE_NAME_PATTERN, name or ""):
         raise ValueError(
             f"invalid device name {name!r}: use 1-64 letters, digits, '.', '_' or '-',"
             " starting with a letter or digit"
@@ -198,8 +198,9 @@ def envelope(message: _Message) -> Dict[str, Any]:
 def parse(raw: Any) -> _Message:
     """Validate an envelope and return its message, or raise ContractError naming the problem."""
     if isinstance(raw, (bytes, str)):
-        if len(raw) > MAX_MESSAGE_BYTES:
-            raise ContractError(f"message of {len(raw)} bytes exceeds {MAX_MESSAGE_BYTES}")
+        size = len(raw.encode("utf-8")) if isinstance(raw, str) else len(raw)
+        if size > MAX_MESSAGE_BYTES:
+            raise ContractError(f"message of {size} bytes exceeds {MAX_MESSAGE_BYTES}")
         try:
             raw = json.loads(raw)
         except ValueError as exc:
@@ -221,6 +222,15 @@ def parse(raw: Any) -> _Message:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
         raise ContractError(f"invalid {kind} message: {where}: {first['msg']}") from None
+
+
+def broker_ssl_options(url: str) -> Optional[Dict[str, Any]]:
+    """TLS settings for a rediss:// broker: verify the server unless the URL says otherwise."""
+    if not url.startswith("rediss://") or "ssl_cert_reqs=" in url:
+        return None
+    import ssl
+
+    return {"ssl_cert_reqs": ssl.CERT_REQUIRED}
 
 
 # The embedded broker's discovery file: written by `edgebench server`/`quickstart`,

@@ -52,6 +52,12 @@ def make_feed(declared: List[Dict[str, Any]], batch_size: int, seed: int = 0) ->
     """Seeded inputs for every model input; the first dynamic dimension is the batch."""
     import numpy as np
 
+    batched = any(node["shape"] and node["shape"][0] is None for node in declared)
+    if not batched and batch_size != 1:
+        raise TrialError(
+            f"the model has a fixed batch dimension; batch_size {batch_size} cannot be run "
+            "(export it with a dynamic batch dimension)"
+        )
     rng = np.random.default_rng(seed)
     feed = {}
     for node in declared:
@@ -63,7 +69,12 @@ def make_feed(declared: List[Dict[str, Any]], batch_size: int, seed: int = 0) ->
                 f"input {node['name']!r} has dynamic dimensions {node['shape']} beyond the batch;"
                 " register the model with explicit input shapes"
             )
-        dtype = np.dtype(node["dtype"])
+        try:
+            dtype = np.dtype(node["dtype"])
+        except TypeError:
+            raise TrialError(
+                f"input {node['name']!r} has unsupported dtype {node['dtype']}"
+            ) from None
         if dtype.kind == "f":
             feed[node["name"]] = rng.standard_normal(shape).astype(dtype)
         elif dtype.kind in "iu":

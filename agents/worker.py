@@ -33,6 +33,7 @@ from agents.contract import (
     TrialSpec,
     TrialStarted,
     agent_queue,
+    broker_ssl_options,
     envelope,
     parse,
 )
@@ -57,6 +58,7 @@ def celery_app(broker_url: str, name: str) -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         task_default_queue=agent_queue(name),
+        broker_use_ssl=broker_ssl_options(broker_url),
     )
     return app
 
@@ -213,9 +215,15 @@ class Agent:
     # -- lifecycle ------------------------------------------------------------------
     def start(self, loglevel: str = "INFO") -> None:
         """Flush old results, register, heartbeat, and consume this device's queue."""
-        self.flush_outbox()
-        self.register()
-        self.heartbeat()
+        while True:
+            try:
+                self.flush_outbox()
+                self.register()
+                self.heartbeat()
+                break
+            except Exception as exc:  # broker not reachable yet: a device waits, it does not die
+                log.warning("cannot reach the broker (%s); retrying in 5 s", exc)
+                time.sleep(5)
         thread = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         thread.start()
         try:

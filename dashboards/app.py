@@ -77,7 +77,7 @@ st.title("edgebench")
 
 st.header("Fleet")
 if devices:
-    st.dataframe(pd.DataFrame(devices), hide_index=True, use_container_width=True)
+    st.dataframe(pd.DataFrame(devices), hide_index=True, width="stretch")
 else:
     st.info("No devices registered yet: start one with `edgebench agent start --name NAME`.")
 
@@ -110,13 +110,13 @@ chart = (
     .mark_bar()
     .encode(
         x=alt.X("ms:Q", title="latency (ms)"),
-        y=alt.Y("target:N", title="device · runtime"),
+        y=alt.Y("target:N", title="device · runtime", axis=alt.Axis(labelLimit=400)),
         yOffset="percentile:N",
         color=alt.Color("percentile:N", title="percentile"),
         tooltip=["target", "percentile", alt.Tooltip("ms:Q", format=".3f")],
     )
 )
-st.altair_chart(chart, use_container_width=True)
+st.altair_chart(chart, width="stretch")
 columns = ["device", "runtime", "actual_device", "batch_size", "n", "p50_ms", "p90_ms", "p99_ms",
            "cv", "throughput_ips", "load_ms", "first_inference_ms", "peak_rss_mb"]  # fmt: skip
-st.dataframe(view[columns], hide_index=True, use_container_width=True)
+st.dataframe(view[columns], hide_index=True, width="stretch")

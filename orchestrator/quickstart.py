@@ -140,7 +140,7 @@ def run(settings: Settings, dashboard_port: int | None) -> None:
         ):
             log_path = logs / f"{label}.log"
             children[label] = (_spawn(args, env, log_path), log_path)
-            console.print(f"[bold]{label:<9}[/bold]started (log: {log_path})")
+            console.print(f"[bold]{label:<9}[/bold] started (log: {log_path})")
 
         with sessions.begin() as session:
             built = build_and_register(session, settings.artifact_dir(), QUICK_MODELS)

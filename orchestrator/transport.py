@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from celery import Celery
 
-from agents.contract import CONTROL_QUEUE, RUN_TRIAL_TASK, TrialSpec, agent_queue, envelope
+from agents.contract import (
+    CONTROL_QUEUE,
+    RUN_TRIAL_TASK,
+    TrialSpec,
+    agent_queue,
+    broker_ssl_options,
+    envelope,
+)
 
 
 def control_app(broker_url: str) -> Celery:
@@ -24,6 +31,7 @@ def control_app(broker_url: str) -> Celery:
         broker_connection_max_retries=None,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
+        broker_use_ssl=broker_ssl_options(broker_url),
     )
     return app
 

@@ -82,14 +82,17 @@ class CampaignSpec(_Strict):
 
 
 def _describe(error: dict[str, Any]) -> str:
+    loc = list(error["loc"])
+    # The unknown key itself is the user's text: keep it whatever it looks like.
+    key = loc.pop() if error["type"] == "extra_forbidden" and loc else None
     # Drop pydantic's union-branch labels ("str", "ModelChoice") from the location.
-    parts = [str(p) for p in error["loc"] if not (isinstance(p, str) and p[:1].isupper())]
+    parts = [str(p) for p in loc if not (isinstance(p, str) and p[:1].isupper())]
     parts = [p for p in parts if p not in ("str", "int", "float")]
-    where = ".".join(parts) or "spec"
     message = error["msg"]
-    if error["type"] == "extra_forbidden":
-        message = f"unknown key {parts[-1]!r}" if parts else "unknown key"
-    return f"{where}: {message}"
+    if key is not None:
+        parts.append(str(key))
+        message = f"unknown key {str(key)!r}"
+    return f"{'.'.join(parts) or 'spec'}: {message}"
 
 
 def parse_spec(data: Any) -> CampaignSpec:

@@ -94,15 +94,19 @@ class Fleet:
                 process.wait()
 
 
-@pytest.fixture
-def fleet(tmp_path, redis_url):
+@pytest.fixture(params=["sqlite"])
+def fleet(request, tmp_path, redis_url):
+    """A fleet on a migrated store; parametrize indirectly with "postgresql" for PostgreSQL."""
     import redis
 
     from orchestrator.artifacts.registry import build_and_register
     from orchestrator.store import migrate
 
     redis.Redis.from_url(redis_url).flushdb()  # queues of earlier tests must not leak in
-    database_url = f"sqlite:///{tmp_path / 'store.db'}"
+    if request.param == "postgresql":
+        database_url = request.getfixturevalue("postgres_url")
+    else:
+        database_url = f"sqlite:///{tmp_path / 'store.db'}"
     migrate.upgrade(database_url)
     fleet = Fleet(tmp_path, redis_url, database_url)
     with fleet.sessions.begin() as session:

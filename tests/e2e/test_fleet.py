@@ -25,6 +25,7 @@ def online(fleet, *names):
     return check
 
 
+@pytest.mark.parametrize("fleet", ["sqlite", "postgresql"], indirect=True)
 def test_campaign_across_two_agents_is_ingested_once(fleet, tmp_path):
     fleet.start_controller()
     fleet.start_agent("alpha")

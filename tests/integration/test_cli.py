@@ -1,0 +1,172 @@
+"""The command line against a real store (and, where it needs one, a real broker)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from agents.contract import Registration
+from orchestrator.artifacts.registry import build_and_register
+from orchestrator.store import repository
+from orchestrator.store.models import Campaign, Trial
+from orchestrator.store.session import session_factory
+from tests.conftest import run_cli
+
+FACTS = {
+    "device_class": "x86_64-cpu",
+    "cpu_model": "Test CPU",
+    "runtimes": [{"name": "onnxruntime", "version": "1.0", "devices": ["CPU"]}],
+}
+
+
+@pytest.fixture
+def cli_store(store_url, tmp_path):
+    """A store with two registered devices and the built-in models; env for the CLI."""
+    sessions = session_factory(store_url)
+    with sessions.begin() as session:
+        for name, tags in (("pi-1", ["lab"]), ("nano-1", ["lab", "gpu"])):
+            repository.register_device(
+                session,
+                Registration(
+                    device=name,
+                    boot_id="b",
+                    agent_version="t",
+                    tags=tags,
+                    facts=FACTS,
+                    sent_at=time.time(),
+                ),
+            )
+        build_and_register(session, tmp_path / "artifacts")
+    env = {"EDGEBENCH_DATABASE_URL": store_url, "EDGEBENCH_HOME": str(tmp_path / "home")}
+    return sessions, env
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+GOOD = "name: lab\ndevices: {tags: [lab]}\nmodels: [mlp_digits]\nbatch_sizes: [1, 8]\n"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (GOOD + "colour: blue\n", "unknown key 'colour'"),
+        (GOOD.replace("[1, 8]", "[0]"), "batch_sizes.0"),
+        (GOOD + "policy: {min_s: 10, max_s: 5}\n", "policy.max_s"),
+        (GOOD + "scenario: {kind: soak}\n", "scenario 'soak' is not supported"),
+        ("name: x\nmodels: [mlp_digits]\n", "devices: Field required"),
+        ("- just\n- a list\n", "must be a YAML mapping"),
+    ],
+)
+def test_invalid_spec_names_the_field_and_submits_nothing(cli_store, tmp_path, text, expected):
+    sessions, env = cli_store
+    done = run_cli("campaign", "submit", write(tmp_path, text), env=env)
+    assert done.returncode == 2
+    assert expected in done.stderr, done.stderr
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Campaign)) == 0
+
+
+def test_unknown_model_or_device_is_refused_with_what_exists(cli_store, tmp_path):
+    sessions, env = cli_store
+    done = run_cli(
+        "campaign", "submit", write(tmp_path, GOOD.replace("mlp_digits", "resnet9000")), env=env
+    )
+    assert done.returncode == 2 and "unknown model(s): resnet9000" in done.stderr
+    assert "mlp_digits" in done.stderr  # tells what is available
+    spec = GOOD.replace("{tags: [lab]}", "{names: [pi-1, ghost]}")
+    done = run_cli("campaign", "submit", write(tmp_path, spec), env=env)
+    assert done.returncode == 2 and "ghost" in done.stderr
+
+
+def test_plan_submit_status_cancel(cli_store, tmp_path):
+    sessions, env = cli_store
+    spec = write(tmp_path, GOOD.replace("runtimes", "x") + "runtimes: [onnxruntime, litert]\n")
+    planned = run_cli("campaign", "plan", spec, env=env)
+    assert planned.returncode == 0, planned.stderr
+    assert "4 trial(s) on 2 device(s)" in planned.stdout
+    assert "runtime litert is not supported" in planned.stdout
+
+    submitted = run_cli("campaign", "submit", spec, env=env)
+    assert submitted.returncode == 0, submitted.stderr
+    with sessions() as session:
+        campaign = session.scalar(select(Campaign))
+        assert len(session.scalars(select(Trial)).all()) == 4
+        assert {t.state for t in session.scalars(select(Trial))} == {"pending"}
+    status = run_cli(
+        "campaign", "status", str(campaign.id), env={**env, "EDGEBENCH_OFFLINE_AFTER_S": "0"}
+    )
+    assert status.returncode == 0 and "0/4 finished" in status.stdout
+    assert "waiting for device" in status.stdout  # heartbeats are old: devices offline
+
+    cancelled = run_cli("campaign", "cancel", str(campaign.id), env=env)
+    assert cancelled.returncode == 0 and "cancelled 4 trial(s)" in cancelled.stdout
+    with sessions() as session:
+        assert session.get(Campaign, campaign.id).state == "cancelled"
+    listing = run_cli("campaign", "list", env=env)
+    assert "cancelled" in listing.stdout
+    assert run_cli("campaign", "cancel", "999", env=env).returncode == 1
+
+
+def test_devices_list_show_retire(cli_store):
+    _, env = cli_store
+    listing = run_cli("devices", "list", env=env)
+    assert listing.returncode == 0 and "pi-1" in listing.stdout and "nano-1" in listing.stdout
+    shown = run_cli("devices", "show", "pi-1", env=env)
+    assert shown.returncode == 0 and json.loads(shown.stdout)["cpu"] == "Test CPU"
+    assert run_cli("devices", "show", "ghost", env=env).returncode == 1
+    assert run_cli("devices", "retire", "pi-1", env=env).returncode == 0
+    assert "pi-1" not in run_cli("devices", "list", env=env).stdout
+    assert "retired" in run_cli("devices", "list", "--all", env=env).stdout
+
+
+def test_export_formats_carry_every_trial(cli_store, tmp_path):
+    _, env = cli_store
+    assert run_cli("campaign", "submit", write(tmp_path, GOOD), env=env).returncode == 0
+    as_json = json.loads(run_cli("results", "export", "--format", "json", env=env).stdout)
+    assert len(as_json) == 4 and all(row["p50_ms"] is None for row in as_json)  # not measured yet
+    as_csv = list(
+        csv.DictReader(io.StringIO(run_cli("results", "export", "--format", "csv", env=env).stdout))
+    )
+    assert len(as_csv) == 4 and as_csv[0]["status"] == "pending"
+    out = tmp_path / "r.parquet"
+    done = run_cli("results", "export", "--format", "parquet", "-o", str(out), env=env)
+    assert done.returncode == 0, done.stderr
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(out).num_rows == 4
+    assert run_cli("results", "export", "--format", "parquet", env=env).returncode == 1
+    filtered = json.loads(run_cli("results", "export", "--device", "pi-1", env=env).stdout)
+    assert {row["device"] for row in filtered} == {"pi-1"}
+
+
+def test_server_refuses_an_unmigrated_database(postgres_url, redis_url, tmp_path):
+    env = {
+        "EDGEBENCH_DATABASE_URL": postgres_url,
+        "EDGEBENCH_BROKER_URL": redis_url,
+        "EDGEBENCH_HOME": str(tmp_path),
+    }
+    done = run_cli("server", env=env, timeout=60)
+    assert done.returncode == 1
+    assert "edgebench db upgrade" in done.stderr
+
+
+def test_agent_without_broker_says_how_to_get_one(tmp_path):
+    done = run_cli(
+        "agent",
+        "start",
+        "--name",
+        "x",
+        env={"EDGEBENCH_HOME": str(tmp_path), "EDGEBENCH_BROKER_URL": ""},
+    )
+    assert done.returncode == 2 and "EDGEBENCH_BROKER_URL" in done.stdout + done.stderr
+    done = run_cli("agent", "start", "--name", "bad name!", env={"EDGEBENCH_HOME": str(tmp_path)})
+    assert done.returncode == 2 and "invalid device name" in done.stdout + done.stderr

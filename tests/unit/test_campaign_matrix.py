@@ -1,0 +1,286 @@
+"""orchestrator.campaigns.matrix: selection, the product, skipped entries, plan errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.campaigns.matrix import (
+    TRIAL_OVERHEAD_S,
+    ArtifactInfo,
+    DeviceInfo,
+    PlanError,
+    PlannedTrial,
+    expand,
+    select_devices,
+)
+from orchestrator.campaigns.spec import MAX_TRIALS, load_spec, parse_spec
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+DEVICES = [
+    DeviceInfo("pi4-a", "raspberry-pi-4", ("lab", "arm"), {"onnxruntime": ["CPU"]}),
+    DeviceInfo("pi4-b", "raspberry-pi-4", ("lab",), {"onnxruntime": ["CPU"]}),
+    DeviceInfo("nano", "nvidia-jetson-nano", ("lab", "gpu"), {"onnxruntime": ["CPU", "CUDA"]}),
+    DeviceInfo("x86", "x86_64-cpu", ("office",), {}),  # no runtime installed
+]
+ARTIFACTS = [
+    ArtifactInfo(1, "mlp_digits", "onnx", "fp32"),
+    ArtifactInfo(2, "small_cnn_96", "onnx", "fp32"),
+    ArtifactInfo(3, "mlp_digits", "onnx", "int8"),
+]
+
+
+def spec(**fields):
+    data = {"name": "t", "devices": {"tags": ["lab"]}, "models": ["mlp_digits"]}
+    data.update(fields)
+    return parse_spec(data)
+
+
+def plan(**fields):
+    return expand(spec(**fields), DEVICES, ARTIFACTS)
+
+
+# --- device selection ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("selector", "expected"),
+    [
+        ({"names": ["nano", "pi4-b"]}, ["pi4-b", "nano"]),  # in registry order
+        ({"tags": ["lab"]}, ["pi4-a", "pi4-b", "nano"]),
+        ({"tags": ["lab", "gpu"]}, ["nano"]),  # every tag is required
+        ({"tags": ["arm"]}, ["pi4-a"]),
+        ({"classes": ["raspberry-pi-4"]}, ["pi4-a", "pi4-b"]),
+        ({"classes": ["raspberry-pi-4", "nvidia-jetson-nano"]}, ["pi4-a", "pi4-b", "nano"]),
+        ({"names": ["pi4-a", "nano"], "classes": ["raspberry-pi-4"]}, ["pi4-a"]),  # all criteria
+        ({"tags": ["lab"], "classes": ["nvidia-jetson-nano"]}, ["nano"]),
+    ],
+)
+def test_select_devices(selector, expected):
+    chosen = select_devices(spec(devices=selector), DEVICES)
+    assert [d.name for d in chosen] == expected
+
+
+def test_plan_lists_the_chosen_devices():
+    assert plan(devices={"classes": ["raspberry-pi-4"]}).devices == ["pi4-a", "pi4-b"]
+
+
+# --- the product -----------------------------------------------------------------------
+
+
+def test_product_count_and_contents():
+    result = plan(
+        devices={"tags": ["lab"]},  # 3 devices
+        models=["mlp_digits", "small_cnn_96"],  # 2 models
+        runtimes=["onnxruntime"],  # 1 runtime
+        precisions=["fp32"],  # 1 precision
+        batch_sizes=[1, 4, 16],  # 3 batch sizes
+        repeats=2,  # 2 repeats
+    )
+    assert len(result.trials) == 3 * 2 * 1 * 1 * 3 * 2 == 36
+    assert result.skipped == []
+    keys = {
+        (t.device, t.model, t.runtime, t.precision, t.batch_size, t.repeat) for t in result.trials
+    }
+    assert len(keys) == 36, "every trial is a distinct combination"
+    assert {t.repeat for t in result.trials} == {1, 2}
+    assert {t.batch_size for t in result.trials} == {1, 4, 16}
+    assert {t.scenario for t in result.trials} == {"single_stream"}
+    assert {t.requested_device for t in result.trials} == {"CPU"}
+    ids = {(t.model, t.model_id) for t in result.trials}
+    assert ids == {("mlp_digits", 1), ("small_cnn_96", 2)}
+
+
+def test_product_with_two_precisions():
+    # 1 device x 1 model x 2 precisions x 2 batch sizes x 3 repeats = 12
+    result = plan(
+        devices={"names": ["pi4-a"]},
+        precisions=["fp32", "int8"],
+        batch_sizes=[1, 8],
+        repeats=3,
+    )
+    assert len(result.trials) == 12
+    assert {(t.precision, t.model_id) for t in result.trials} == {("fp32", 1), ("int8", 3)}
+
+
+def test_one_planned_trial_exactly():
+    result = plan(
+        devices={"names": ["nano"]},
+        runtimes=[{"name": "onnxruntime", "device": "CUDA"}],
+        batch_sizes=[4],
+        policy={"warmup_s": 2, "min_queries": 10, "min_s": 1, "max_s": 40},
+    )
+    assert result.trials == [
+        PlannedTrial(
+            device="nano",
+            model="mlp_digits",
+            model_id=1,
+            runtime="onnxruntime",
+            requested_device="CUDA",
+            precision="fp32",
+            batch_size=4,
+            scenario="single_stream",
+            repeat=1,
+            timeout_s=162.0,
+        )
+    ]
+
+
+def test_timeout_is_warmup_plus_max_s_plus_overhead():
+    result = plan(policy={"warmup_s": 2.5, "min_queries": 10, "min_s": 1, "max_s": 40})
+    # 2.5 + 40 + 120 = 162.5
+    assert TRIAL_OVERHEAD_S == 120.0
+    assert {t.timeout_s for t in result.trials} == {2.5 + 40 + TRIAL_OVERHEAD_S} == {162.5}
+
+
+def test_timeout_with_default_policy():
+    # defaults warmup_s 1 + max_s 30 + 120
+    assert {t.timeout_s for t in plan().trials} == {151.0}
+
+
+# --- skipped entries -------------------------------------------------------------------
+
+
+def test_runtime_not_installed_on_a_device_is_skipped():
+    result = plan(devices={"names": ["pi4-a", "x86"]}, batch_sizes=[1, 2])
+    assert {t.device for t in result.trials} == {"pi4-a"}
+    assert len(result.trials) == 2
+    assert result.skipped == [
+        {
+            "device": "x86",
+            "model": "mlp_digits",
+            "runtime": "onnxruntime",
+            "requested_device": "CPU",
+            "precision": "fp32",
+            "batch_size": b,
+            "reason": "runtime onnxruntime is not installed on x86",
+        }
+        for b in (1, 2)
+    ]
+
+
+def test_missing_artifact_for_a_precision_is_skipped():
+    result = plan(
+        devices={"names": ["pi4-a"]},
+        models=["mlp_digits", "small_cnn_96"],
+        precisions=["fp32", "int8"],
+    )
+    # mlp fp32, mlp int8, cnn fp32 run; cnn int8 has no artifact
+    assert sorted((t.model, t.precision) for t in result.trials) == [
+        ("mlp_digits", "fp32"),
+        ("mlp_digits", "int8"),
+        ("small_cnn_96", "fp32"),
+    ]
+    assert [(s["model"], s["precision"], s["reason"]) for s in result.skipped] == [
+        ("small_cnn_96", "int8", "no onnx int8 artifact of small_cnn_96")
+    ]
+
+
+def test_unsupported_runtime_is_skipped_not_rejected():
+    result = plan(runtimes=["onnxruntime", "litert"], batch_sizes=[1, 2])
+    assert len(result.trials) == 3 * 2  # 3 lab devices x 2 batch sizes, onnxruntime only
+    assert {t.runtime for t in result.trials} == {"onnxruntime"}
+    assert len(result.skipped) == 3 * 2
+    assert {s["runtime"] for s in result.skipped} == {"litert"}
+    assert {s["reason"] for s in result.skipped} == {
+        "runtime litert is not supported by this controller"
+    }
+
+
+def test_input_size_variant_is_skipped():
+    result = plan(
+        devices={"names": ["pi4-a"]},
+        models=["small_cnn_96", {"name": "mlp_digits", "input_size": 8}],
+    )
+    assert [t.model for t in result.trials] == ["small_cnn_96"]
+    assert [(s["model"], s["reason"]) for s in result.skipped] == [
+        ("mlp_digits", "input_size variants are not built by this version")
+    ]
+
+
+def test_requested_device_not_offered_is_skipped():
+    result = plan(runtimes=[{"name": "onnxruntime", "device": "CUDA"}])
+    assert [t.device for t in result.trials] == ["nano"]
+    assert {s["device"]: s["reason"] for s in result.skipped} == {
+        "pi4-a": "onnxruntime on pi4-a offers no CUDA (offers: CPU)",
+        "pi4-b": "onnxruntime on pi4-b offers no CUDA (offers: CPU)",
+    }
+
+
+def test_design_example_plans_with_skips():
+    artifacts = ARTIFACTS + [ArtifactInfo(7, "mobilenet_v2", "onnx", "fp32")]
+    artifacts.append(ArtifactInfo(8, "digits_cnn", "onnx", "fp32"))
+    design_example = (FIXTURES / "campaigns" / "design-example.yaml").read_text()
+    result = expand(load_spec(design_example), DEVICES, artifacts)
+    # only mobilenet_v2 / onnxruntime / fp32 runs: 3 lab devices x 2 batch sizes
+    assert len(result.trials) == 6
+    assert {(t.model, t.runtime, t.precision) for t in result.trials} == {
+        ("mobilenet_v2", "onnxruntime", "fp32")
+    }
+    # 3 devices x 2 models x 3 runtimes x 2 precisions x 2 batch sizes, minus the 6 trials
+    assert len(result.skipped) == 3 * 2 * 3 * 2 * 2 - 6
+    reasons = {s["reason"] for s in result.skipped}
+    assert "runtime litert is not supported by this controller" in reasons
+    assert "runtime openvino is not supported by this controller" in reasons
+    assert "no onnx int8 artifact of mobilenet_v2" in reasons
+    assert "input_size variants are not built by this version" in reasons
+
+
+# --- plan errors -----------------------------------------------------------------------
+
+
+def test_no_matching_device():
+    with pytest.raises(PlanError, match="no registered device matches") as caught:
+        plan(devices={"tags": ["nowhere"]})
+    assert "pi4-a" in str(caught.value), "the error lists the devices that exist"
+
+
+def test_no_device_registered_at_all():
+    with pytest.raises(PlanError, match="none registered"):
+        expand(spec(), [], ARTIFACTS)
+
+
+def test_unknown_device_name():
+    with pytest.raises(PlanError, match=r"devices\.names: unknown device\(s\): ghost"):
+        plan(devices={"names": ["pi4-a", "ghost"]})
+
+
+def test_unknown_model():
+    with pytest.raises(PlanError) as caught:
+        plan(models=["mlp_digits", "resnet50"])
+    message = str(caught.value)
+    assert "unknown model(s): resnet50" in message
+    assert "mlp_digits, small_cnn_96" in message, "the error lists the available models"
+
+
+def test_unknown_model_with_an_empty_store_says_how_to_build():
+    with pytest.raises(PlanError, match="run edgebench models build"):
+        expand(spec(), DEVICES, [])
+
+
+def test_no_runnable_trial():
+    with pytest.raises(PlanError) as caught:
+        plan(runtimes=["litert"])
+    message = str(caught.value)
+    assert "no runnable trial" in message
+    assert "runtime litert is not supported by this controller" in message
+
+
+def test_no_runnable_trial_on_a_device_without_runtimes():
+    with pytest.raises(PlanError, match="runtime onnxruntime is not installed on x86"):
+        plan(devices={"names": ["x86"]})
+
+
+def test_exactly_max_trials_is_allowed():
+    # 1 device x 1 model x 100 batch sizes x 100 repeats = 10_000 = MAX_TRIALS
+    assert MAX_TRIALS == 10_000
+    result = plan(devices={"names": ["pi4-a"]}, batch_sizes=list(range(1, 101)), repeats=100)
+    assert len(result.trials) == MAX_TRIALS
+
+
+def test_more_than_max_trials_is_rejected():
+    # 101 batch sizes x 100 repeats = 10_100
+    with pytest.raises(PlanError, match="more than 10000 trials"):
+        plan(devices={"names": ["pi4-a"]}, batch_sizes=list(range(1, 102)), repeats=100)
