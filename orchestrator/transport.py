@@ -32,6 +32,9 @@ def control_app(broker_url: str) -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         broker_use_ssl=broker_ssl_options(broker_url),
+        # Ingest takes milliseconds: a message left unacknowledged by a controller that was
+        # killed is handed out again after this, not after Redis' default hour.
+        broker_transport_options={"visibility_timeout": 120},
     )
     return app
 

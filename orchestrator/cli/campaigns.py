@@ -71,6 +71,9 @@ def submit(
     wait: bool = typer.Option(
         False, "--wait", help="Wait with a progress bar, then print results."
     ),
+    timeout: Optional[float] = typer.Option(
+        None, help="With --wait: give up after this many seconds."
+    ),
 ) -> None:
     """Validate a spec, write its trials to the store, and (with --wait) follow it."""
     from orchestrator import planning
@@ -87,11 +90,28 @@ def submit(
         campaign_id = campaign.id
     console.print(f"campaign [bold]{campaign_id}[/bold] ({parsed.name}) submitted")
     _print_plan(planned)
+    offline = [name for name in planned.devices if not online_now(sessions, name, settings)]
+    if offline:
+        err.print(
+            f"[yellow]note:[/yellow] offline now: {', '.join(offline)}; their trials wait until "
+            "they are back (and a controller, `edgebench server`, must be running)"
+        )
     if wait:
-        wait_for(sessions, campaign_id)
+        wait_for(sessions, campaign_id, timeout_s=timeout)
         from orchestrator.cli.results import print_results
 
         print_results(sessions, campaign_id)
+
+
+def online_now(sessions, name: str, settings: Settings) -> bool:  # noqa: ANN001
+    from sqlalchemy import select
+
+    from orchestrator.store.models import Device, utcnow
+    from orchestrator.store.repository import is_online
+
+    with sessions() as session:
+        device = session.scalar(select(Device).where(Device.name == name))
+        return device is not None and is_online(device, utcnow(), settings.offline_after_s)
 
 
 def wait_for(sessions, campaign_id: int, timeout_s: Optional[float] = None) -> dict:  # noqa: ANN001

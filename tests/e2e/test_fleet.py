@@ -137,3 +137,35 @@ def _runner_pids() -> set[int]:
         except OSError:
             continue
     return pids
+
+
+def test_garbage_on_the_control_queue_does_not_stop_the_controller(fleet, tmp_path):
+    from celery import Celery
+
+    from agents.contract import CONTROL_QUEUE, INGEST_TASK
+
+    fleet.start_controller()
+    sender = Celery("intruder", broker=fleet.env["EDGEBENCH_BROKER_URL"], set_as_current=False)
+    sender.conf.update(task_serializer="json", accept_content=["json"])
+    junk = [
+        "not json at all",
+        {"schema": 999, "kind": "heartbeat", "body": {}},
+        {"schema": 1, "kind": "trial_result", "body": {"trial_id": 7}},
+        {"schema": 1, "kind": "trial_spec", "body": {}},
+        ["a", "list"],
+        "x" * 9_000_000,
+    ]
+    for payload in junk:
+        sender.send_task(INGEST_TASK, args=[payload], queue=CONTROL_QUEUE)
+    sender.send_task(INGEST_TASK, args=[], queue=CONTROL_QUEUE)  # wrong arity
+    fleet.wait_until(lambda: fleet.log("controller").count("rejected") >= 4, 60, "rejections")
+
+    fleet.start_agent("after-junk")
+    fleet.wait_until(online(fleet, "after-junk"), 60, "the agent to register after the junk")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "name: j\ndevices: {names: [after-junk]}\nmodels: [mlp_digits]\n" + QUICK_POLICY
+    )
+    done = fleet.cli("campaign", "submit", str(spec), "--wait", "--timeout", "120", timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr + fleet.log("controller")[-3000:]
+    assert fleet.processes["controller"].poll() is None

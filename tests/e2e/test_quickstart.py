@@ -1,0 +1,139 @@
+"""`edgebench quickstart` and the embedded default, as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from orchestrator.broker import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+def clean_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEBENCH_")}
+    env.update(EDGEBENCH_HOME=str(home), COLUMNS="200")
+    return env
+
+
+def processes_using(home: Path) -> list[str]:
+    """Command lines of live processes started with this EDGEBENCH_HOME (or inside it)."""
+    marker = str(home).encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with (
+                open(f"/proc/{entry}/environ", "rb") as e,
+                open(f"/proc/{entry}/cmdline", "rb") as c,
+            ):
+                cmdline = c.read()
+                if marker in e.read() or marker in cmdline:
+                    found.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            continue
+    return found
+
+
+def wait_for_text(path: Path, pattern: str, process: subprocess.Popen, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = path.read_text(errors="replace")
+        if re.search(pattern, text):
+            return text
+        if process.poll() is not None:
+            raise AssertionError(f"quickstart exited ({process.returncode}):\n{text}")
+        time.sleep(0.3)
+    raise AssertionError(f"no {pattern!r} within {timeout} s:\n{path.read_text(errors='replace')}")
+
+
+def test_quickstart_measures_serves_the_dashboard_and_stops_everything_on_ctrl_c(tmp_path):
+    home = tmp_path / "home"
+    port = free_port()
+    out = tmp_path / "out.txt"
+    with open(out, "wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.cli.main", "quickstart", "--port", str(port)],
+            env=clean_env(home),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        text = wait_for_text(out, r"dashboard.*http://127\.0\.0\.1", process, timeout=240)
+        rows = [line for line in text.splitlines() if "onnxruntime/CPU" in line]
+        assert len(rows) == 4, text
+        assert all(" done " in row for row in rows), text
+        numbers = [float(x) for row in rows for x in re.findall(r"\b\d+\.\d{3}\b", row)[:3]]
+        assert numbers and all(n > 0 for n in numbers), text  # p50/p90/p99 are measured
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+                    assert response.status == 200
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        assert (home / "broker.json").exists()
+
+        process.send_signal(signal.SIGINT)  # what Ctrl-C does
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    time.sleep(0.5)
+    assert processes_using(home) == []
+    assert (home / "edgebench.db").exists()  # the store stays
+    assert not (home / "broker.json").exists()
+
+
+def test_server_records_its_embedded_broker_and_agent_finds_it(tmp_path):
+    home = tmp_path / "home"
+    env = clean_env(home)
+    env["EDGEBENCH_HEARTBEAT_S"] = "0.5"
+    logs = {name: open(tmp_path / f"{name}.log", "wb") for name in ("server", "agent")}  # noqa: SIM115
+    server = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli.main", "server"],
+        env=env, stdout=logs["server"], stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    agent = None
+    try:
+        deadline = time.monotonic() + 60
+        while not (home / "broker.json").exists():
+            assert server.poll() is None, (tmp_path / "server.log").read_text()
+            assert time.monotonic() < deadline, "server did not record its broker"
+            time.sleep(0.2)
+        assert oct((home / "broker.json").stat().st_mode & 0o777) == "0o600"
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.cli.main", "agent", "start", "--name", "solo"],
+            env=env, stdout=logs["agent"], stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while True:
+            listing = subprocess.run(
+                [sys.executable, "-m", "orchestrator.cli.main", "devices", "list"],
+                env=env, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            if "solo" in listing.stdout and "online" in listing.stdout:
+                break
+            assert time.monotonic() < deadline, (tmp_path / "agent.log").read_text()
+            time.sleep(0.5)
+    finally:
+        for process in (agent, server):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(30)
+    assert not (home / "broker.json").exists()
+    assert processes_using(home) == []

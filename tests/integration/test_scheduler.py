@@ -1,0 +1,178 @@
+"""The scheduler and its leases against a real store and a real Redis."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from datetime import timedelta
+
+import pytest
+import redis
+from sqlalchemy import select
+
+from agents.contract import Registration, TrialSpec, agent_queue, parse
+from orchestrator import planning, scheduler
+from orchestrator.artifacts.registry import build_and_register
+from orchestrator.campaigns.spec import parse_spec
+from orchestrator.settings import Settings
+from orchestrator.store import repository
+from orchestrator.store.models import Device, Trial, utcnow
+from orchestrator.store.session import session_factory
+from orchestrator.transport import control_app
+
+FACTS = {
+    "device_class": "x86_64-cpu",
+    "runtimes": [{"name": "onnxruntime", "version": "1", "devices": ["CPU"]}],
+}
+SETTINGS = Settings(offline_after_s=10, start_timeout_s=30)
+
+
+@pytest.fixture
+def setup(store_url, redis_url, tmp_path):
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    sessions = session_factory(store_url)
+    with sessions.begin() as session:
+        for name in ("dev", "other"):
+            repository.register_device(
+                session,
+                Registration(device=name, boot_id="b1", agent_version="t", facts=FACTS, sent_at=0),
+            )
+        build_and_register(session, tmp_path / "artifacts", ["mlp_digits"])
+        spec = parse_spec(
+            {
+                "name": "s",
+                "devices": {"names": ["dev"]},
+                "models": ["mlp_digits"],
+                "batch_sizes": [1, 2],
+            }
+        )
+        planning.submit(session, spec, offline_after_s=10)
+    return sessions, control_app(redis_url), client
+
+
+def queued_specs(client, device="dev") -> list[TrialSpec]:
+    specs = []
+    for raw in client.lrange(agent_queue(device), 0, -1):
+        message = json.loads(raw)
+        body = json.loads(base64.b64decode(message["body"]))
+        specs.append(parse(body[0][0]))
+    return specs
+
+
+def trials(sessions) -> list[Trial]:
+    with sessions() as session:
+        return list(session.scalars(select(Trial).order_by(Trial.seq)))
+
+
+def edit(sessions, trial_id, **changes):
+    with sessions.begin() as session:
+        trial = session.get(Trial, trial_id)
+        for key, value in changes.items():
+            setattr(trial, key, value)
+
+
+def edit_device(sessions, name="dev", **changes):
+    with sessions.begin() as session:
+        device = session.scalar(select(Device).where(Device.name == name))
+        for key, value in changes.items():
+            setattr(device, key, value)
+
+
+def test_one_trial_at_a_time_per_device(setup):
+    sessions, app, client = setup
+    assert scheduler.dispatch(sessions, app, SETTINGS) == 1
+    assert scheduler.dispatch(sessions, app, SETTINGS) == 0  # the device is busy
+    [spec] = queued_specs(client)
+    first, second = trials(sessions)
+    assert (first.state, first.attempt, second.state) == ("queued", 1, "pending")
+    assert spec.trial_id == first.id and spec.attempt == 1 and spec.batch_size == 1
+    assert queued_specs(client, "other") == []
+
+
+def test_offline_devices_get_nothing(setup):
+    sessions, app, client = setup
+    edit_device(sessions, last_heartbeat_at=utcnow() - timedelta(seconds=60))
+    assert scheduler.dispatch(sessions, app, SETTINGS) == 0
+    assert client.llen(agent_queue("dev")) == 0
+
+
+def test_agent_restart_requeues_with_a_new_attempt(setup):
+    sessions, app, client = setup
+    scheduler.dispatch(sessions, app, SETTINGS)
+    first = trials(sessions)[0]
+    edit(sessions, first.id, state="running", started_at=utcnow())
+    edit_device(sessions, boot_id="b2", last_heartbeat_at=utcnow())
+    assert scheduler.dispatch(sessions, app, SETTINGS) == 1
+    again = trials(sessions)[0]
+    assert again.state == "queued" and again.attempt == 2 and again.boot_id == "b2"
+    assert sorted(s.attempt for s in queued_specs(client)) == [1, 2]
+
+
+def test_agent_that_stopped_reporting_the_trial_loses_it(setup):
+    sessions, app, _ = setup
+    scheduler.dispatch(sessions, app, SETTINGS)
+    first = trials(sessions)[0]
+    edit(sessions, first.id, state="running", started_at=utcnow() - timedelta(seconds=30))
+    edit_device(sessions, current_trial=None, last_heartbeat_at=utcnow())
+    with sessions.begin() as session:
+        assert scheduler.reap(session, SETTINGS) == 1
+    assert "stopped running attempt 1" in trials(sessions)[0].note
+
+
+def test_still_running_trial_is_left_alone(setup):
+    sessions, app, _ = setup
+    scheduler.dispatch(sessions, app, SETTINGS)
+    first = trials(sessions)[0]
+    edit(sessions, first.id, state="running", started_at=utcnow() - timedelta(seconds=30))
+    edit_device(sessions, current_trial=first.id, last_heartbeat_at=utcnow())
+    with sessions.begin() as session:
+        assert scheduler.reap(session, SETTINGS) == 0
+
+
+def test_queued_but_never_started_is_sent_again(setup):
+    sessions, app, _ = setup
+    scheduler.dispatch(sessions, app, SETTINGS)
+    first = trials(sessions)[0]
+    edit(sessions, first.id, dispatched_at=utcnow() - timedelta(seconds=120))
+    with sessions.begin() as session:
+        assert scheduler.reap(session, SETTINGS) == 1
+    assert "not started within 30 s" in trials(sessions)[0].note
+
+
+def test_past_its_lease_the_trial_fails_with_the_reason(setup):
+    sessions, app, _ = setup
+    scheduler.dispatch(sessions, app, SETTINGS)
+    first = trials(sessions)[0]
+    edit(sessions, first.id, state="running", started_at=utcnow() - timedelta(hours=2))
+    edit_device(sessions, current_trial=first.id, last_heartbeat_at=utcnow())
+    with sessions.begin() as session:
+        scheduler.reap(session, SETTINGS)
+    failed = trials(sessions)[0]
+    assert failed.state == "failed" and "lease" in failed.error
+
+
+def test_a_trial_lost_too_often_fails(setup):
+    sessions, app, _ = setup
+    scheduler.dispatch(sessions, app, SETTINGS)
+    first = trials(sessions)[0]
+    edit(sessions, first.id, attempt=repository.MAX_ATTEMPTS)
+    edit_device(sessions, boot_id="b9")
+    with sessions.begin() as session:
+        scheduler.reap(session, SETTINGS)
+    failed = trials(sessions)[0]
+    assert (
+        failed.state == "failed"
+        and f"gave up after {repository.MAX_ATTEMPTS} attempts" in failed.error
+    )
+
+
+def test_unreachable_broker_leaves_the_trial_pending_with_the_reason(setup):
+    sessions, _, _ = setup
+    dead = control_app("redis://:x@127.0.0.1:1/0")
+    started = time.monotonic()
+    assert scheduler.dispatch(sessions, dead, SETTINGS) == 0
+    assert time.monotonic() - started < 30
+    first = trials(sessions)[0]
+    assert first.state == "pending" and "broker unreachable" in first.note
