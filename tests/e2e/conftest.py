@@ -31,10 +31,10 @@ class Fleet:
         self.sessions = session_factory(database_url)
         self.processes: dict[str, subprocess.Popen] = {}
 
-    def _spawn(self, label: str, *args: str) -> subprocess.Popen:
+    def _spawn(self, label: str, *args: str, python: str = sys.executable) -> subprocess.Popen:
         log = open(self.home / f"{label}.log", "ab")  # noqa: SIM115
         process = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.cli.main", *args],
+            [python, "-m", "orchestrator.cli.main", *args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -46,8 +46,12 @@ class Fleet:
     def start_controller(self) -> subprocess.Popen:
         return self._spawn("controller", "server")
 
-    def start_agent(self, name: str, tags: str = "e2e") -> subprocess.Popen:
-        return self._spawn(f"agent-{name}", "agent", "start", "--name", name, "--tags", tags)
+    def start_agent(
+        self, name: str, tags: str = "e2e", python: str = sys.executable
+    ) -> subprocess.Popen:
+        return self._spawn(
+            f"agent-{name}", "agent", "start", "--name", name, "--tags", tags, python=python
+        )
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run(
