@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional
+from typing import Annotated, Any, Dict, List, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -23,6 +23,13 @@ RUN_TRIAL_TASK = "edgebench.run_trial"
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 DEVICE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+# Trial ids are made by the controller (uuid4 hex); agents use them in file names.
+TrialId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+ShortText = Annotated[str, Field(max_length=256)]
+Tag = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,31}$")]
+MAX_SAMPLES = 1_000_000
 
 
 class ContractError(ValueError):
@@ -90,10 +97,12 @@ class InputSpec(_Message):
 
 
 class TrialSpec(_Message):
-    """What the orchestrator asks an agent to measure."""
+    """What the orchestrator asks an agent to measure. ``boot_id`` names the agent process
+    it was sent to: a restarted agent drops specs meant for its previous life."""
 
-    trial_id: str
+    trial_id: TrialId
     attempt: int = Field(ge=1)
+    boot_id: str
     campaign_id: int
     device: str
     model: str
@@ -108,12 +117,37 @@ class TrialSpec(_Message):
     timeout_s: float = Field(gt=0)
 
 
+class RuntimeFacts(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: Annotated[str, Field(max_length=32)]
+    version: Optional[ShortText] = None
+    devices: List[Annotated[str, Field(max_length=64)]] = []
+
+
+class HostFacts(BaseModel):
+    """What an agent detected. Known keys are typed; probes may add more."""
+
+    model_config = ConfigDict(extra="allow")
+
+    device_class: Annotated[str, Field(max_length=64)] = "unknown"
+    cpu_model: Optional[ShortText] = None
+    arch: Optional[ShortText] = None
+    logical_cores: Optional[int] = None
+    memory_mb: Optional[int] = None
+    os: Optional[ShortText] = None
+    kernel: Optional[ShortText] = None
+    board: Optional[ShortText] = None
+    python: Optional[ShortText] = None
+    runtimes: List[RuntimeFacts] = []
+
+
 class Registration(_Message):
     device: str
     boot_id: str
     agent_version: str
-    tags: List[str] = []
-    facts: Dict[str, Any] = {}
+    tags: List[Tag] = Field(default=[], max_length=32)
+    facts: HostFacts = HostFacts()
     sent_at: float
 
     @field_validator("device")
@@ -126,12 +160,12 @@ class Heartbeat(_Message):
     device: str
     boot_id: str
     sent_at: float
-    current_trial: Optional[str] = None
+    current_trial: Optional[TrialId] = None
     current_attempt: Optional[int] = None
 
 
 class TrialStarted(_Message):
-    trial_id: str
+    trial_id: TrialId
     attempt: int
     device: str
     boot_id: str
@@ -154,7 +188,7 @@ class LatencySummary(_Message):
 class TrialResult(_Message):
     """What an agent measured, or why it could not. Unmeasured fields are null."""
 
-    trial_id: str
+    trial_id: TrialId
     attempt: int
     device: str
     boot_id: str
@@ -171,7 +205,7 @@ class TrialResult(_Message):
     peak_rss_mb: Optional[float] = None
     model_bytes: Optional[int] = None
     wall_s: Optional[float] = None
-    samples_ns: List[int] = []
+    samples_ns: List[int] = Field(default=[], max_length=MAX_SAMPLES)
     environment: Dict[str, Any] = {}
     sent_at: float
 
@@ -207,6 +241,12 @@ def parse(raw: Any) -> _Message:
             raise ContractError(f"message is not JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise ContractError(f"message must be a JSON object, got {type(raw).__name__}")
+    try:
+        size = len(json.dumps(raw))
+    except (TypeError, ValueError) as exc:
+        raise ContractError(f"message is not JSON-safe: {exc}") from None
+    if size > MAX_MESSAGE_BYTES:
+        raise ContractError(f"message of {size} bytes exceeds {MAX_MESSAGE_BYTES}")
     schema = raw.get("schema")
     if schema != SCHEMA_VERSION:
         raise ContractError(

@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from celery import Celery
 
@@ -83,6 +83,7 @@ class Agent:
         self.outbox.mkdir(parents=True, exist_ok=True)
         self.app = celery_app(broker_url, name)
         self.current: Optional[TrialSpec] = None
+        self._done: Set[Tuple[str, int]] = set()
         self._stop = threading.Event()
         self._outbox_lock = threading.Lock()
         self.app.task(name=RUN_TRIAL_TASK, bind=False)(self.handle_trial)
@@ -156,6 +157,18 @@ class Agent:
                 "trial %s is for device %s, not %s; ignored", spec.trial_id, spec.device, self.name
             )
             return
+        if spec.boot_id != self.boot_id:
+            log.warning(
+                "trial %s attempt %d was sent to an earlier run of this agent; dropped "
+                "(the controller sends it again)",
+                spec.trial_id,
+                spec.attempt,
+            )
+            return
+        if (spec.trial_id, spec.attempt) in self._done:
+            log.warning("trial %s attempt %d already ran; dropped", spec.trial_id, spec.attempt)
+            return
+        self._done.add((spec.trial_id, spec.attempt))
         self.current = spec
         try:
             self.send(

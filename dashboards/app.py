@@ -11,7 +11,6 @@ import streamlit as st
 
 from orchestrator.settings import Settings
 from orchestrator.store import queries
-from orchestrator.store.session import session_factory
 
 st.set_page_config(page_title="edgebench", layout="wide")
 settings = Settings()
@@ -20,7 +19,7 @@ database_url = settings.resolved_database_url()
 
 @st.cache_resource
 def _sessions(url: str):  # noqa: ANN202
-    return session_factory(url)
+    return queries.reader(url)
 
 
 def _password(url: str) -> str | None:

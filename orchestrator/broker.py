@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -46,6 +47,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _previous(conf: Path) -> tuple[int | None, str | None]:
+    try:
+        text = conf.read_text()
+    except OSError:
+        return None, None
+    port = re.search(r"^port (\d+)$", text, re.MULTILINE)
+    password = re.search(r"^requirepass (\S+)$", text, re.MULTILINE)
+    return (int(port.group(1)) if port else None), (password.group(1) if password else None)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 @dataclass
 class EmbeddedBroker:
     process: subprocess.Popen
@@ -72,9 +92,14 @@ def start(home: Path, record: bool = True, port: int | None = None) -> EmbeddedB
     home.mkdir(parents=True, exist_ok=True)
     data_dir = home / "redis"
     data_dir.mkdir(exist_ok=True)
-    password = secrets.token_urlsafe(24)
-    port = port or free_port()
     conf = data_dir / "redis.conf"
+    # Same password and port as last time when the port is free: agents that were started
+    # against the previous run reconnect by themselves.
+    previous_port, password = _previous(conf)
+    if port is None and previous_port and _port_free(previous_port):
+        port = previous_port
+    password = password or secrets.token_urlsafe(24)
+    port = port or free_port()
     # The password goes in a 0600 config file, not on the command line where `ps` shows it.
     fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:

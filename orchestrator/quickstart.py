@@ -31,6 +31,7 @@ from orchestrator.store.session import session_factory
 
 QUICK_MODELS = ["mlp_digits", "small_cnn_96"]
 QUICK_BATCH_SIZES = [1, 8]
+CAMPAIGN_TIMEOUT_S = 600
 
 
 class QuickstartError(RuntimeError):
@@ -84,14 +85,19 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
+def _dead_child(children: dict) -> str | None:
+    for label, (process, log_path) in children.items():
+        if process.poll() is not None:
+            return f"the {label} exited with code {process.returncode}:\n{_tail(log_path)}"
+    return None
+
+
 def _wait_for_device(sessions, name: str, since, children: dict, timeout_s: float = 90) -> None:  # noqa: ANN001
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        for label, (process, log_path) in children.items():
-            if process.poll() is not None:
-                raise QuickstartError(
-                    f"the {label} exited with code {process.returncode}:\n{_tail(log_path)}"
-                )
+        trouble = _dead_child(children)
+        if trouble:
+            raise QuickstartError(trouble)
         with sessions() as session:
             device = session.scalar(select(Device).where(Device.name == name))
             seen = as_utc(device.last_heartbeat_at) if device else None
@@ -108,6 +114,12 @@ def run(settings: Settings, dashboard_port: int | None) -> None:
 
     home = settings.home
     logs = home / "logs"
+    if settings.broker_url or settings.database_url:
+        console.print(
+            "[yellow]note:[/yellow] quickstart always uses its own embedded broker and the SQLite "
+            f"store in {home}; EDGEBENCH_BROKER_URL / EDGEBENCH_DATABASE_URL are left alone"
+        )
+        settings = settings.model_copy(update={"broker_url": None, "database_url": None})
     url = settings.resolved_database_url()
     migrate.upgrade(url)
     sessions = session_factory(url)
@@ -120,18 +132,17 @@ def run(settings: Settings, dashboard_port: int | None) -> None:
     children: dict[str, tuple[subprocess.Popen, Path]] = {}
     dashboard = None
     try:
-        broker_url = settings.broker_url
-        if broker_url is None:
-            if broker.is_alive(settings.resolved_broker_url() or ""):
-                raise QuickstartError(
-                    f"an edgebench server already runs on this machine (see {home / 'broker.json'}); "
-                    "stop it, or submit campaigns to it with `edgebench campaign submit`"
-                )
-            embedded = broker.start(home)
-            broker_url = embedded.url
+        if broker.is_alive(settings.resolved_broker_url() or ""):
+            raise QuickstartError(
+                f"an edgebench server already runs on this machine (see {home / 'broker.json'}); "
+                "stop it, or submit campaigns to it with `edgebench campaign submit`"
+            )
+        embedded = broker.start(home)
+        broker_url = embedded.url
         console.print(f"[bold]broker[/bold]   redis on {broker_url.split('@')[-1]}")
         console.print(f"[bold]store[/bold]    {url}")
-        env = {**os.environ, "EDGEBENCH_BROKER_URL": broker_url, "EDGEBENCH_HOME": str(home)}
+        env = {k: v for k, v in os.environ.items() if k != "EDGEBENCH_DATABASE_URL"}
+        env.update(EDGEBENCH_BROKER_URL=broker_url, EDGEBENCH_HOME=str(home))
         started = utcnow()
         name = local_device_name()
         for label, args in (
@@ -153,7 +164,12 @@ def run(settings: Settings, dashboard_port: int | None) -> None:
             campaign, plan = planning.submit(session, spec, settings.offline_after_s)
             campaign_id = campaign.id
         console.print(f"[bold]campaign[/bold] {campaign_id}: {len(plan.trials)} trials")
-        wait_for(sessions, campaign_id)
+        wait_for(
+            sessions,
+            campaign_id,
+            timeout_s=CAMPAIGN_TIMEOUT_S,
+            problem=lambda: _dead_child(children),
+        )
         print_results(sessions, campaign_id)
         console.print(
             "\nmore: `edgebench results export --format csv`, `edgebench devices list`, "

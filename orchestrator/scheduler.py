@@ -8,7 +8,7 @@ makes cancellation immediate, and lets the store, not the broker, hold the queue
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from celery import Celery
 from sqlalchemy import select
@@ -31,6 +31,7 @@ def trial_spec(trial: Trial) -> TrialSpec:
     return TrialSpec(
         trial_id=trial.id,
         attempt=trial.attempt,
+        boot_id=trial.boot_id or "",
         campaign_id=trial.campaign_id,
         device=trial.device.name,
         model=model.name,
@@ -48,58 +49,43 @@ def trial_spec(trial: Trial) -> TrialSpec:
     )
 
 
+def lost_reason(trial: Trial, device: Device, now: datetime, settings: Settings) -> str | None:
+    """Why the device's agent no longer has this trial, or None while it may still have it.
+
+    Only heartbeats count as evidence: an offline device may come back with the trial done.
+    """
+    seen = repository.as_utc(device.last_heartbeat_at)
+    if seen is None or not repository.is_online(device, now, settings.offline_after_s):
+        return None
+    if device.boot_id and trial.boot_id and device.boot_id != trial.boot_id:
+        return f"the agent on {device.name} restarted during attempt {trial.attempt}"
+    if trial.state == RUNNING and device.current_trial != trial.id:
+        if seen - repository.as_utc(trial.started_at) > timedelta(seconds=settings.offline_after_s):
+            return f"the agent on {device.name} stopped running attempt {trial.attempt}"
+    if trial.state == QUEUED and device.current_trial is None:
+        waited = seen - repository.as_utc(trial.dispatched_at)
+        if waited > timedelta(seconds=settings.start_timeout_s):
+            return (
+                f"attempt {trial.attempt} was not started within {settings.start_timeout_s:.0f} s"
+            )
+    return None
+
+
 def reap(session: Session, settings: Settings) -> int:
     """Re-queue trials whose agent lost them; fail those past their lease. Returns a count."""
     now = utcnow()
     changed = 0
     for trial in repository.open_trials(session):
         device = trial.device
-        seen = repository.as_utc(device.last_heartbeat_at)
-        online = repository.is_online(device, now, settings.offline_after_s)
-        if device.boot_id and trial.boot_id and device.boot_id != trial.boot_id:
-            repository.requeue(
-                session,
-                trial,
-                f"the agent on {device.name} restarted during attempt {trial.attempt}",
-            )
-        elif (
-            trial.state == RUNNING
-            and online
-            and device.current_trial != trial.id
-            and seen
-            and (
-                seen - repository.as_utc(trial.started_at)
-                > timedelta(seconds=settings.offline_after_s)
-            )
-        ):
-            repository.requeue(
-                session,
-                trial,
-                f"the agent on {device.name} stopped running attempt {trial.attempt}",
-            )
-        elif (
-            trial.state == QUEUED
-            and online
-            and device.current_trial != trial.id
-            and seen
-            and (
-                seen - repository.as_utc(trial.dispatched_at)
-                > timedelta(seconds=settings.start_timeout_s)
-            )
-        ):
-            repository.requeue(
-                session,
-                trial,
-                f"attempt {trial.attempt} was not started within {settings.start_timeout_s:.0f} s",
-            )
-        elif (
-            trial.state == RUNNING
-            and online
-            and now - repository.as_utc(trial.started_at)
-            > timedelta(seconds=trial.timeout_s + LEASE_GRACE_S)
-        ):
+        reason = lost_reason(trial, device, now, settings)
+        if reason is not None:
+            repository.requeue(session, trial, reason)
+        elif trial.state == RUNNING and repository.is_online(device, now, settings.offline_after_s):
+            lease = timedelta(seconds=trial.timeout_s + LEASE_GRACE_S)
+            if now - repository.as_utc(trial.started_at) <= lease:
+                continue
             trial.state, trial.finished_at = FAILED, now
-            trial.error = f"no result within its lease ({trial.timeout_s + LEASE_GRACE_S:.0f} s)"
+            trial.error = f"no result within its lease ({lease.total_seconds():.0f} s)"
             repository.settle_campaign(session, trial.campaign_id)
         else:
             continue
@@ -118,10 +104,13 @@ def dispatch(sessions: sessionmaker[Session], app: Celery, settings: Settings) -
         busy = set(
             session.scalars(select(Trial.device_id).where(Trial.state.in_((QUEUED, RUNNING))))
         )
+        # A device whose agent still reports a trial (one cancelled mid-run, say) is busy too.
         idle = [
             device.id
             for device in session.scalars(select(Device).where(Device.retired.is_(False)))
-            if device.id not in busy and repository.is_online(device, now, settings.offline_after_s)
+            if device.id not in busy
+            and device.current_trial is None
+            and repository.is_online(device, now, settings.offline_after_s)
         ]
     for device_id in idle:
         with sessions.begin() as session:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agents.contract import INGEST_TASK
 from orchestrator import ingest, scheduler
+from orchestrator.controller_lease import ControllerLease
 from orchestrator.settings import Settings
 from orchestrator.store import migrate
 from orchestrator.store.session import session_factory
@@ -57,10 +58,14 @@ def scheduler_loop(
     settings: Settings,
     wake: threading.Event,
     stop: threading.Event,
+    lease: ControllerLease,
 ) -> None:
     while not stop.is_set():
         try:
-            scheduler.dispatch(sessions, app, settings)
+            if lease.renew():
+                scheduler.dispatch(sessions, app, settings)
+            else:
+                log.error("another controller holds the lease on this broker; not dispatching")
         except Exception:
             log.exception("scheduler round failed; retrying")
         wake.wait(settings.scheduler_interval_s)
@@ -69,13 +74,15 @@ def scheduler_loop(
 
 def run(settings: Settings, broker_url: str, loglevel: str = "INFO") -> None:
     url = prepare_database(settings)
+    lease = ControllerLease(broker_url)
+    lease.acquire()
     sessions = session_factory(url)
     app = control_app(broker_url)
     wake, stop = threading.Event(), threading.Event()
     register_ingest(app, sessions, wake)
     thread = threading.Thread(
         target=scheduler_loop,
-        args=(sessions, app, settings, wake, stop),
+        args=(sessions, app, settings, wake, stop, lease),
         name="scheduler",
         daemon=True,
     )
@@ -96,3 +103,5 @@ def run(settings: Settings, broker_url: str, loglevel: str = "INFO") -> None:
     finally:
         stop.set()
         wake.set()
+        thread.join(10)
+        lease.release()

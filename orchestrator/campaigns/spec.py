@@ -74,6 +74,25 @@ class CampaignSpec(_Strict):
     policy: MeasurementPolicy = MeasurementPolicy()
     repeats: int = Field(1, ge=1, le=100)
 
+    @model_validator(mode="after")
+    def _no_duplicates(self) -> CampaignSpec:
+        # Repeating a measurement is what `repeats` is for; a duplicate entry is a typo.
+        for field, values in (
+            ("models", [m.model_dump_json() for m in self.model_choices()]),
+            ("runtimes", [r.model_dump_json() for r in self.runtime_choices()]),
+            ("precisions", self.precisions),
+            ("batch_sizes", self.batch_sizes),
+            ("devices.names", self.devices.names or []),
+        ):
+            seen = set()
+            for index, value in enumerate(values):
+                if value in seen:
+                    raise ValueError(
+                        f"{field}.{index} repeats an earlier entry; use `repeats` to measure again"
+                    )
+                seen.add(value)
+        return self
+
     def model_choices(self) -> list[ModelChoice]:
         return [m if isinstance(m, ModelChoice) else ModelChoice(name=m) for m in self.models]
 
@@ -88,7 +107,7 @@ def _describe(error: dict[str, Any]) -> str:
     # Drop pydantic's union-branch labels ("str", "ModelChoice") from the location.
     parts = [str(p) for p in loc if not (isinstance(p, str) and p[:1].isupper())]
     parts = [p for p in parts if p not in ("str", "int", "float")]
-    message = error["msg"]
+    message = error["msg"].removeprefix("Value error, ")
     if key is not None:
         parts.append(str(key))
         message = f"unknown key {str(key)!r}"

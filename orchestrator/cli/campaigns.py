@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -114,8 +114,16 @@ def online_now(sessions, name: str, settings: Settings) -> bool:  # noqa: ANN001
         return device is not None and is_online(device, utcnow(), settings.offline_after_s)
 
 
-def wait_for(sessions, campaign_id: int, timeout_s: Optional[float] = None) -> dict:  # noqa: ANN001
-    """Follow a campaign until every trial is finished. Returns its final progress row."""
+def wait_for(
+    sessions,  # noqa: ANN001
+    campaign_id: int,
+    timeout_s: Optional[float] = None,
+    problem: Optional[Callable[[], Optional[str]]] = None,
+) -> dict:
+    """Follow a campaign until every trial is finished. Returns its final progress row.
+
+    `problem`, if given, is asked each round; a message from it stops the wait with an error.
+    """
     from orchestrator.store import queries
 
     deadline = time.monotonic() + timeout_s if timeout_s else None
@@ -142,6 +150,9 @@ def wait_for(sessions, campaign_id: int, timeout_s: Optional[float] = None) -> d
             if row["finished_at"] is not None:
                 progress.update(task, description=row["state"])
                 return row
+            trouble = problem() if problem else None
+            if trouble:
+                fail(trouble)
             if deadline and time.monotonic() > deadline:
                 fail(f"campaign {campaign_id} did not finish within {timeout_s:.0f} s")
             time.sleep(0.5)

@@ -50,9 +50,11 @@ def server(
             fail(str(exc))
         url = embedded.url
         console.print(f"embedded broker on {url.split('@')[-1]} (recorded in {settings.home})")
+    from orchestrator.controller_lease import LeaseHeld
+
     try:
         controller.run(settings, url, loglevel=loglevel.upper())
-    except controller.DatabaseNotReady as exc:
+    except (controller.DatabaseNotReady, LeaseHeld) as exc:
         fail(str(exc))
     finally:
         if embedded is not None:

@@ -7,10 +7,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.store.models import TERMINAL, Campaign, Device, Model, Result, Trial, utcnow
 from orchestrator.store.repository import as_utc, is_online
+from orchestrator.store.session import session_factory
 
 # The fields `results export` writes, in order (DESIGN.md, user-facing interfaces).
 EXPORT_FIELDS = [
@@ -21,6 +22,11 @@ EXPORT_FIELDS = [
     "load_ms", "first_inference_ms", "peak_rss_mb", "model_bytes", "accuracy",
     "fidelity_cosine", "energy_mj_per_inference", "throttled", "finished_at",
 ]  # fmt: skip
+
+
+def reader(url: str) -> sessionmaker[Session]:
+    """Sessions for the functions below: what the dashboard opens, nothing else."""
+    return session_factory(url)
 
 
 def _runtime_names(facts: dict[str, Any]) -> list[str]:

@@ -55,9 +55,9 @@ def register_device(session: Session, message: Registration) -> Device:
     if device is None:
         device = Device(name=message.device)
         session.add(device)
-    device.device_class = str(message.facts.get("device_class") or "unknown")
+    device.device_class = message.facts.device_class
     device.tags = list(message.tags)
-    device.facts = dict(message.facts)
+    device.facts = message.facts.model_dump(mode="json")
     device.agent_version = message.agent_version
     device.boot_id = message.boot_id
     device.last_heartbeat_at = utcnow()
@@ -216,7 +216,7 @@ def requeue(session: Session, trial: Trial, note: str) -> None:
 
 
 def record_started(session: Session, message: TrialStarted) -> str:
-    trial = session.get(Trial, message.trial_id)
+    trial = session.get(Trial, message.trial_id, with_for_update=True)
     if trial is None:
         raise StoreError(f"start of unknown trial {message.trial_id}")
     if trial.device.name != message.device:
@@ -229,7 +229,8 @@ def record_started(session: Session, message: TrialStarted) -> str:
 
 def record_result(session: Session, message: TrialResult) -> str:
     """Store a result once. Returns what happened: stored, failed, duplicate or ignored."""
-    trial = session.get(Trial, message.trial_id)
+    # Row lock: a concurrent cancel or dispatch waits, and we see its outcome (PostgreSQL).
+    trial = session.get(Trial, message.trial_id, with_for_update=True)
     if trial is None:
         raise StoreError(f"result for unknown trial {message.trial_id}")
     if trial.device.name != message.device:
@@ -238,6 +239,11 @@ def record_result(session: Session, message: TrialResult) -> str:
         )
     if message.attempt < 1 or message.attempt > trial.attempt:
         raise StoreError(f"result for attempt {message.attempt} of trial {trial.id}, never sent")
+    if message.attempt == trial.attempt and trial.boot_id and message.boot_id != trial.boot_id:
+        raise StoreError(
+            f"result for trial {trial.id} from agent process {message.boot_id[:8]}, "
+            f"but attempt {trial.attempt} was sent to {trial.boot_id[:8]}"
+        )
     if trial.result is not None:
         return "duplicate"
     if trial.state in TERMINAL:
@@ -276,7 +282,8 @@ def record_result(session: Session, message: TrialResult) -> str:
 
 
 def open_trials(session: Session) -> list[Trial]:
-    return list(session.scalars(select(Trial).where(Trial.state.in_((QUEUED, RUNNING)))))
+    query = select(Trial).where(Trial.state.in_((QUEUED, RUNNING))).with_for_update()
+    return list(session.scalars(query))
 
 
 def next_pending(session: Session, device_id: int) -> Trial | None:
@@ -285,6 +292,7 @@ def next_pending(session: Session, device_id: int) -> Trial | None:
         .where(Trial.device_id == device_id, Trial.state == PENDING)
         .order_by(Trial.campaign_id, Trial.seq)
         .limit(1)
+        .with_for_update()
     )
 
 

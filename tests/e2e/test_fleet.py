@@ -169,3 +169,78 @@ def test_garbage_on_the_control_queue_does_not_stop_the_controller(fleet, tmp_pa
     done = fleet.cli("campaign", "submit", str(spec), "--wait", "--timeout", "120", timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr + fleet.log("controller")[-3000:]
     assert fleet.processes["controller"].poll() is None
+
+
+def test_cancel_mid_trial_holds_the_next_trial_until_the_device_is_free(fleet, tmp_path):
+    fleet.start_controller()
+    fleet.start_agent("busy")
+    fleet.wait_until(online(fleet, "busy"), 60, "the agent to register")
+    long_spec = tmp_path / "long.yaml"
+    long_spec.write_text(
+        "name: long\ndevices: {names: [busy]}\nmodels: [small_cnn_96]\n"
+        "policy: {warmup_s: 0.1, min_queries: 10, min_s: 5, max_s: 10}\n"
+    )
+    short_spec = tmp_path / "short.yaml"
+    short_spec.write_text(
+        "name: short\ndevices: {names: [busy]}\nmodels: [mlp_digits]\n" + QUICK_POLICY
+    )
+    assert fleet.cli("campaign", "submit", str(long_spec)).returncode == 0
+    assert fleet.cli("campaign", "submit", str(short_spec)).returncode == 0
+
+    def running_trial():
+        with fleet.sessions() as session:
+            return session.scalar(select(Trial.id).where(Trial.state == "running"))
+
+    long_id = fleet.wait_until(running_trial, 60, "the long trial to start")
+    assert fleet.cli("campaign", "cancel", "1").returncode == 0
+    overlaps, observed_busy = [], False
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with fleet.sessions() as session:
+            device = session.scalar(select(Device).where(Device.name == "busy"))
+            short = session.scalar(select(Trial).where(Trial.campaign_id == 2))
+            if device.current_trial == long_id:
+                observed_busy = True
+                if short.state in ("queued", "running"):
+                    overlaps.append(short.state)
+            if short.state == "done":
+                break
+        time.sleep(0.1)
+    assert observed_busy, "the agent should still report the cancelled trial for a while"
+    assert overlaps == [], "the next trial was sent while the device was still measuring"
+    assert short.state == "done"
+    with fleet.sessions() as session:
+        assert session.get(Trial, long_id).state == "cancelled"
+        assert session.scalar(select(func.count()).select_from(Result)) == 1
+
+
+def test_agent_restarted_before_consuming_drops_the_stale_message(fleet, tmp_path):
+    fleet.start_controller()
+    fleet.start_agent("flaky")
+    fleet.wait_until(online(fleet, "flaky"), 60, "the agent to register")
+    fleet.kill9("agent-flaky")  # still 'online' for a few seconds: the controller sends to it
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: stale\ndevices: {names: [flaky]}\nmodels: [mlp_digits]\n" + QUICK_POLICY)
+    assert fleet.cli("campaign", "submit", str(spec)).returncode == 0
+
+    def sent():
+        with fleet.sessions() as session:
+            return session.scalar(select(Trial).where(Trial.state == "queued"))
+
+    trial = fleet.wait_until(sent, 30, "the trial to be sent to the dead agent")
+    assert trial.attempt == 1
+    fleet.start_agent("flaky")
+
+    def finished():
+        with fleet.sessions() as session:
+            found = session.get(Trial, trial.id)
+            return found.state in ("done", "failed") and found
+
+    done = fleet.wait_until(finished, 90, "the trial to run on the new agent")
+    assert done.state == "done" and done.attempt == 2, done.error
+    with fleet.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Result)) == 1
+    fleet.wait_until(
+        lambda: "sent to an earlier run of this agent" in fleet.log("agent-flaky"), 30,
+        "the new agent to drop the stale attempt",
+    )  # fmt: skip

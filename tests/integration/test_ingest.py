@@ -22,7 +22,7 @@ from orchestrator import ingest, planning
 from orchestrator.artifacts.registry import build_and_register
 from orchestrator.campaigns.spec import parse_spec
 from orchestrator.store import repository
-from orchestrator.store.models import Campaign, Result, ResultSamples, Trial
+from orchestrator.store.models import Campaign, Device, Result, ResultSamples, Trial
 from orchestrator.store.session import session_factory
 
 FACTS = {
@@ -123,12 +123,33 @@ def test_result_is_stored_once_even_when_redelivered(world):
 )
 def test_malformed_messages_are_rejected_and_change_nothing(world, raw, why):
     sessions, _ = world
+    with sessions() as session:
+        before = [(d.name, d.last_heartbeat_at, d.boot_id) for d in session.scalars(select(Device))]
     assert ingest.handle(sessions, raw) == "rejected", why
+    with sessions() as session:
+        after = [(d.name, d.last_heartbeat_at, d.boot_id) for d in session.scalars(select(Device))]
+        assert after == before
+        assert session.scalar(select(func.count()).select_from(Result)) == 0
+
+
+def test_registration_with_malformed_facts_is_rejected(world):
+    sessions, _ = world
+    raw = registration("dev-c", "boot-c")
+    raw["body"]["facts"]["runtimes"] = {"onnxruntime": "1.2"}  # a dict where a list belongs
+    assert ingest.handle(sessions, raw) == "rejected"
+    raw["body"]["facts"]["runtimes"] = []
+    raw["body"]["tags"] = ["x" * 500]
+    assert ingest.handle(sessions, raw) == "rejected"
+    with sessions() as session:
+        assert session.scalar(select(Device).where(Device.name == "dev-c")) is None
 
 
 def test_results_for_unknown_unsent_or_foreign_trials_are_refused(world):
     sessions, campaign_id = world
-    assert ingest.handle(sessions, result("no-such-trial", 1)) == "refused"
+    bogus = result("e" * 32, 1)
+    bogus["body"]["trial_id"] = "no-such-trial"
+    assert ingest.handle(sessions, bogus) == "rejected"  # not a trial id
+    assert ingest.handle(sessions, result("e" * 32, 1)) == "refused"  # no such trial
     with sessions() as session:
         pending = session.scalars(select(Trial).where(Trial.campaign_id == campaign_id)).first()
     assert ingest.handle(sessions, result(pending.id, 1)) == "refused"  # never sent
@@ -162,7 +183,7 @@ def test_failed_result_keeps_reason_and_campaign_settles(world):
 def test_heartbeat_from_old_agent_process_is_ignored(world):
     sessions, _ = world
     assert ingest.handle(sessions, registration("dev-a", "boot-new")) == "registered dev-a"
-    stale = envelope(Heartbeat(device="dev-a", boot_id="boot-a", sent_at=0, current_trial="x"))
+    stale = envelope(Heartbeat(device="dev-a", boot_id="boot-a", sent_at=0, current_trial="f" * 32))
     assert ingest.handle(sessions, stale) == "refused"
 
 

@@ -63,11 +63,7 @@ def test_dashboard_reads_only_through_queries_and_settings():
     for path in python_files("dashboards"):
         for module, _ in imports_of(path):
             if module.startswith("orchestrator"):
-                allowed = (
-                    "orchestrator.store.queries",
-                    "orchestrator.settings",
-                    "orchestrator.store.session",
-                )
+                allowed = ("orchestrator.store.queries", "orchestrator.settings")
                 assert module.startswith(allowed), f"{path}: imports {module}"
 
 

@@ -91,6 +91,23 @@ def test_one_trial_at_a_time_per_device(setup):
     assert queued_specs(client, "other") == []
 
 
+def test_device_still_running_a_cancelled_trial_gets_nothing(setup):
+    sessions, app, client = setup
+    scheduler.dispatch(sessions, app, SETTINGS)
+    first = trials(sessions)[0]
+    with sessions.begin() as session:
+        repository.cancel_campaign(session, first.campaign_id)
+        session.add(
+            Trial(**{c: getattr(first, c) for c in ("campaign_id", "device_id", "model_id", "runtime",
+                "requested_device", "precision", "scenario", "policy", "timeout_s")},
+                id="c" * 32, seq=9, batch_size=4, state="pending", attempt=0)
+        )  # fmt: skip
+    edit_device(sessions, current_trial=first.id, last_heartbeat_at=utcnow())
+    assert scheduler.dispatch(sessions, app, SETTINGS) == 0  # the agent still measures it
+    edit_device(sessions, current_trial=None, last_heartbeat_at=utcnow())
+    assert scheduler.dispatch(sessions, app, SETTINGS) == 1
+
+
 def test_offline_devices_get_nothing(setup):
     sessions, app, client = setup
     edit_device(sessions, last_heartbeat_at=utcnow() - timedelta(seconds=60))
@@ -107,7 +124,8 @@ def test_agent_restart_requeues_with_a_new_attempt(setup):
     assert scheduler.dispatch(sessions, app, SETTINGS) == 1
     again = trials(sessions)[0]
     assert again.state == "queued" and again.attempt == 2 and again.boot_id == "b2"
-    assert sorted(s.attempt for s in queued_specs(client)) == [1, 2]
+    # Attempt 1 is still queued, addressed to the old agent process: the new one drops it.
+    assert sorted((s.attempt, s.boot_id) for s in queued_specs(client)) == [(1, "b1"), (2, "b2")]
 
 
 def test_agent_that_stopped_reporting_the_trial_loses_it(setup):

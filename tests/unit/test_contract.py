@@ -44,17 +44,27 @@ def registration() -> Registration:
 
 def heartbeat() -> Heartbeat:
     return Heartbeat(
-        device="pi4-01", boot_id="boot-1", sent_at=1.5, current_trial="t-1", current_attempt=2
+        device="pi4-01",
+        boot_id="boot-1",
+        sent_at=1.5,
+        current_trial="0123456789abcdef0123456789abcdef",
+        current_attempt=2,
     )
 
 
 def trial_started() -> TrialStarted:
-    return TrialStarted(trial_id="t-1", attempt=1, device="pi4-01", boot_id="boot-1", sent_at=2.0)
+    return TrialStarted(
+        trial_id="0123456789abcdef0123456789abcdef",
+        attempt=1,
+        device="pi4-01",
+        boot_id="boot-1",
+        sent_at=2.0,
+    )
 
 
 def trial_result() -> TrialResult:
     return TrialResult(
-        trial_id="t-1",
+        trial_id="0123456789abcdef0123456789abcdef",
         attempt=1,
         device="pi4-01",
         boot_id="boot-1",
@@ -83,8 +93,9 @@ def trial_result() -> TrialResult:
 
 def trial_spec() -> TrialSpec:
     return TrialSpec(
-        trial_id="t-1",
+        trial_id="0123456789abcdef0123456789abcdef",
         attempt=1,
+        boot_id="boot-1",
         campaign_id=7,
         device="pi4-01",
         model="mlp_digits",

@@ -36,8 +36,9 @@ def model_file(tmp_path, mlp) -> Path:
 def make_spec(path: Path, sha256: str | None = None, **fields) -> TrialSpec:
     data = path.read_bytes() if path.exists() else b""
     values = {
-        "trial_id": "t-1",
+        "trial_id": "0123456789abcdef0123456789abcdef",
         "attempt": 1,
+        "boot_id": "boot-1",
         "campaign_id": 1,
         "device": "dev-vm",
         "model": "mlp_digits",
@@ -228,7 +229,14 @@ def test_run_trial_ok(model_file, mlp):
     assert result["wall_s"] > 0
     assert result["environment"]["pid"] == os.getpid()
     # what the runner returns is a valid TrialResult body once the agent adds its ids
-    TrialResult(trial_id="t-1", attempt=1, device="dev-vm", boot_id="b", sent_at=0.0, **result)
+    TrialResult(
+        trial_id="0123456789abcdef0123456789abcdef",
+        attempt=1,
+        device="dev-vm",
+        boot_id="b",
+        sent_at=0.0,
+        **result,
+    )
 
 
 def test_run_trial_batch_size_scales_throughput(model_file):
