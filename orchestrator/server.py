@@ -75,7 +75,7 @@ def scheduler_loop(
 def run(settings: Settings, broker_url: str, loglevel: str = "INFO") -> None:
     url = prepare_database(settings)
     lease = ControllerLease(broker_url)
-    lease.acquire()
+    lease.acquire(settings.controller_lease_wait_s)
     sessions = session_factory(url)
     app = control_app(broker_url)
     wake, stop = threading.Event(), threading.Event()

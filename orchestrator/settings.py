@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     scheduler_interval_s: float = 1.0
     # A sent trial that no agent has started after this long is sent again.
     start_timeout_s: float = 60.0
+    # How long a starting controller waits for the lease of one that died without releasing it.
+    controller_lease_wait_s: float = 35.0
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'edgebench.db'}"

@@ -244,3 +244,13 @@ def test_agent_restarted_before_consuming_drops_the_stale_message(fleet, tmp_pat
         lambda: "sent to an earlier run of this agent" in fleet.log("agent-flaky"), 30,
         "the new agent to drop the stale attempt",
     )  # fmt: skip
+
+
+def test_a_second_controller_on_the_same_broker_refuses_to_start(fleet):
+    fleet.start_controller()
+    fleet.wait_until(lambda: "ready" in fleet.log("controller"), 60, "the first controller")
+    fleet.env["EDGEBENCH_CONTROLLER_LEASE_WAIT_S"] = "1"
+    second = fleet.cli("server", timeout=60)
+    assert second.returncode == 1
+    assert "another controller" in second.stderr and "one controller per broker" in second.stderr
+    assert fleet.processes["controller"].poll() is None
