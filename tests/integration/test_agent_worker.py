@@ -1,0 +1,86 @@
+"""The agent's own machinery with real parts: trial subprocesses, the time limit, the outbox."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import time
+
+import redis
+
+from agents.contract import (
+    CONTROL_QUEUE,
+    ArtifactRef,
+    InputSpec,
+    MeasurementPolicy,
+    TrialResult,
+    TrialSpec,
+    envelope,
+    parse,
+)
+from agents.worker import Agent
+from orchestrator.artifacts.builtin_models import small_cnn
+
+
+def make_spec(tmp_path, agent: Agent, **policy) -> TrialSpec:
+    built = small_cnn()
+    path = tmp_path / "model.onnx"
+    path.write_bytes(built.onnx_bytes)
+    return TrialSpec(
+        trial_id="ab" * 16,
+        attempt=1,
+        boot_id=agent.boot_id,
+        campaign_id=1,
+        device=agent.name,
+        model=built.name,
+        artifact=ArtifactRef(
+            sha256=hashlib.sha256(built.onnx_bytes).hexdigest(),
+            size=len(built.onnx_bytes),
+            format="onnx",
+            uri=str(path),
+        ),
+        inputs=[InputSpec(**spec) for spec in built.inputs],
+        runtime="onnxruntime",
+        batch_size=2,
+        policy=MeasurementPolicy(**policy),
+        timeout_s=60,
+    )
+
+
+def test_trial_runs_in_a_fresh_process_and_reports_measurements(tmp_path, redis_url):
+    agent = Agent("w1", redis_url, tmp_path / "work")
+    spec = make_spec(tmp_path, agent, warmup_s=0.05, min_queries=20, min_s=0.1, max_s=2)
+    outcome = agent.run_in_subprocess(spec)
+    assert outcome["status"] == "ok", outcome
+    assert outcome["environment"]["pid"] != os.getpid()
+    assert outcome["summary"]["n"] == len(outcome["samples_ns"]) >= 20
+    assert outcome["placement"]["providers"] == ["CPUExecutionProvider"]
+
+
+def test_trial_past_its_time_limit_is_killed_and_reported(tmp_path, redis_url):
+    agent = Agent("w2", redis_url, tmp_path / "work")
+    spec = make_spec(tmp_path, agent, warmup_s=0, min_queries=10, min_s=30, max_s=60)
+    spec = spec.model_copy(update={"timeout_s": 1.5})
+    started = time.monotonic()
+    outcome = agent.run_in_subprocess(spec)
+    assert time.monotonic() - started < 10
+    assert outcome == {"status": "failed", "error": "trial timed out after 2 s"}
+
+
+def test_results_in_the_outbox_are_sent_once_and_removed(tmp_path, redis_url):
+    client = redis.Redis.from_url(redis_url)
+    client.delete(CONTROL_QUEUE)
+    agent = Agent("w3", redis_url, tmp_path / "work")
+    result = TrialResult(
+        trial_id="cd" * 16, attempt=1, device="w3", boot_id=agent.boot_id, status="failed",
+        error="x", sent_at=0,
+    )  # fmt: skip
+    (agent.outbox / "left-over.json").write_text(json.dumps(envelope(result)))
+    (agent.outbox / "garbage.json").write_text("{not json")
+    agent.flush_outbox()
+    assert list(agent.outbox.iterdir()) == []
+    [raw] = client.lrange(CONTROL_QUEUE, 0, -1)
+    body = json.loads(base64.b64decode(json.loads(raw)["body"]))
+    assert parse(body[0][0]) == result
