@@ -36,11 +36,17 @@ def prepare_database(settings: Settings) -> str:
     return url
 
 
+# Ingest and the scheduler run in two threads of this process; on SQLite, which has no
+# row locks, one could overwrite what the other just wrote. They take turns.
+STORE_LOCK = threading.Lock()
+
+
 def register_ingest(app: Celery, sessions: sessionmaker[Session], wake: threading.Event) -> None:
     @app.task(name=INGEST_TASK, bind=True, max_retries=None)
     def ingest_message(self, raw):  # noqa: ANN001
         try:
-            outcome = ingest.handle(sessions, raw)
+            with STORE_LOCK:
+                outcome = ingest.handle(sessions, raw)
         except ingest.TransientStoreError as exc:
             log.warning("store unavailable (%s); message will be retried", exc)
             raise self.retry(countdown=2) from exc
@@ -63,7 +69,8 @@ def scheduler_loop(
     while not stop.is_set():
         try:
             if lease.renew():
-                scheduler.dispatch(sessions, app, settings)
+                with STORE_LOCK:
+                    scheduler.dispatch(sessions, app, settings)
             else:
                 log.error("another controller holds the lease on this broker; not dispatching")
         except Exception:

@@ -245,6 +245,9 @@ def record_result(session: Session, message: TrialResult) -> str:
             f"but attempt {trial.attempt} was sent to {trial.boot_id[:8]}"
         )
     if trial.result is not None:
+        if trial.state != DONE:  # measured once already: that measurement stands
+            trial.state, trial.error = DONE, None
+            settle_campaign(session, trial.campaign_id)
         return "duplicate"
     if trial.state in TERMINAL:
         return f"ignored ({trial.state})"
