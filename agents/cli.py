@@ -59,7 +59,16 @@ def start(
         f"{facts.get('logical_cores')} cores, {facts.get('memory_mb')} MB), runtimes: "
         + (", ".join(f"{r['name']} {r['version']}" for r in facts["runtimes"]) or "none")
     )
+    from pydantic import ValidationError
+
     work_dir = settings.trial_dir() / device
-    Agent(
-        device, url, work_dir, tags=tag_list, facts=facts, heartbeat_s=settings.heartbeat_s
-    ).start(loglevel=loglevel.upper())
+    try:
+        agent = Agent(
+            device, url, work_dir, tags=tag_list, facts=facts, heartbeat_s=settings.heartbeat_s
+        )
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(p) for p in problem["loc"])
+        hint = "--tags" if where.startswith("tags") else where
+        raise typer.BadParameter(f"{where}: {problem['msg']}", param_hint=hint) from None
+    agent.start(loglevel=loglevel.upper())

@@ -20,8 +20,8 @@ from typing import Any, Dict, List
 from urllib.parse import unquote, urlparse
 
 from agents import runtimes
-from agents.contract import TrialSpec
-from agents.measurement import statistics, timing
+from agents.contract import TrialSpec, statistics
+from agents.measurement import timing
 
 
 class TrialError(Exception):
@@ -143,13 +143,15 @@ def run_trial(spec: TrialSpec) -> Dict[str, Any]:
     finally:
         model.close()
 
+    summary = statistics.summarize_ns(samples)
     return {
         "status": "ok",
         "runtime_version": runtime.version(),
         "actual_device": placement.get("actual_device"),
         "fallback": placement.get("fallback"),
         "placement": placement,
-        "summary": statistics.summarize_ns(samples),
+        "summary": summary,
+        "unstable": summary["cv"] > policy.max_cv,
         "throughput_ips": statistics.throughput(samples, spec.batch_size),
         "load_ms": load_ns / 1e6,
         "first_inference_ms": first_ns / 1e6,

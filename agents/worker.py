@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 from celery import Celery
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from agents import __version__
 from agents.contract import (
     CONTROL_QUEUE,
     INGEST_TASK,
+    MAX_MESSAGE_BYTES,
     RUN_TRIAL_TASK,
     ContractError,
     Heartbeat,
@@ -87,6 +89,15 @@ class Agent:
         self._stop = threading.Event()
         self._outbox_lock = threading.Lock()
         self.app.task(name=RUN_TRIAL_TASK, bind=False)(self.handle_trial)
+        # Validated now, so bad tags or facts fail at start with the reason, not in a retry loop.
+        self.registration = Registration(
+            device=name,
+            boot_id=self.boot_id,
+            agent_version=__version__,
+            tags=self.tags,
+            facts=self.facts,
+            sent_at=0.0,
+        )
 
     # -- messages -------------------------------------------------------------------
     def send(self, message: Any) -> None:
@@ -99,16 +110,7 @@ class Agent:
         )
 
     def register(self) -> None:
-        self.send(
-            Registration(
-                device=self.name,
-                boot_id=self.boot_id,
-                agent_version=__version__,
-                tags=self.tags,
-                facts=self.facts,
-                sent_at=time.time(),
-            )
-        )
+        self.send(self.registration.model_copy(update={"sent_at": time.time()}))
 
     def heartbeat(self) -> None:
         current = self.current
@@ -189,9 +191,21 @@ class Agent:
                 sent_at=time.time(),
                 **outcome,
             )
+            wire = json.dumps(envelope(result))
+            if len(wire) > MAX_MESSAGE_BYTES:  # the controller would refuse it: say why instead
+                result = result.model_copy(
+                    update={
+                        "status": "failed",
+                        "summary": None,
+                        "samples_ns": [],
+                        "error": f"the result is {len(wire)} bytes, over the {MAX_MESSAGE_BYTES} "
+                        "byte message limit; lower policy.max_queries",
+                    }
+                )
+                wire = json.dumps(envelope(result))
             path = self.outbox / f"{spec.trial_id}-{spec.attempt}.json"
             tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(envelope(result)))
+            tmp.write_text(wire)
             os.replace(tmp, path)
             self.flush_outbox()
         finally:
@@ -234,7 +248,7 @@ class Agent:
                 self.register()
                 self.heartbeat()
                 break
-            except Exception as exc:  # broker not reachable yet: a device waits, it does not die
+            except (KombuOperationalError, OSError) as exc:  # broker not reachable yet: wait
                 log.warning("cannot reach the broker (%s); retrying in 5 s", exc)
                 time.sleep(5)
         thread = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)

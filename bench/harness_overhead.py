@@ -12,7 +12,8 @@ import statistics as stdlib_statistics
 import numpy as np
 import onnxruntime
 
-from agents.measurement import statistics, timing
+from agents.contract import statistics
+from agents.measurement import timing
 from orchestrator.artifacts.builtin_models import mlp, small_cnn
 
 RULE = timing.StoppingRule(warmup_s=0.5, min_queries=20_000, min_s=2.0, max_s=10.0)

@@ -6,14 +6,29 @@ two stores; the second one refuses to start instead.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
 import time
+from typing import Callable
 
 import redis
 
 LEASE_KEY = "edgebench:controller"
 LEASE_TTL_S = 30
+RENEW_EVERY_S = 5
+
+# Extend the lease only if we still hold it, in one step (no get-then-expire race).
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('expire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
+log = logging.getLogger("edgebench.lease")
 
 
 class LeaseHeld(RuntimeError):
@@ -38,10 +53,18 @@ class ControllerLease:
             time.sleep(1)
 
     def renew(self) -> bool:
-        """Extend the lease; False if another controller holds it now."""
-        if self.client.get(LEASE_KEY) == self.holder.encode():
-            return bool(self.client.expire(LEASE_KEY, LEASE_TTL_S))
-        return bool(self.client.set(LEASE_KEY, self.holder, nx=True, ex=LEASE_TTL_S))
+        """Extend the lease; False once another controller holds it."""
+        return bool(self.client.eval(_RENEW, 1, LEASE_KEY, self.holder, LEASE_TTL_S))
+
+    def keep(self, stop: threading.Event, on_lost: Callable[[], None]) -> None:
+        """Renew every few seconds until `stop`; call `on_lost` if the lease is lost."""
+        while not stop.wait(RENEW_EVERY_S):
+            try:
+                if not self.renew():
+                    on_lost()
+                    return
+            except redis.RedisError as exc:  # broker down: nobody else can take it either
+                log.warning("cannot renew the controller lease: %s", exc)
 
     def release(self) -> None:
         try:

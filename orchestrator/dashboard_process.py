@@ -21,7 +21,9 @@ def app_path() -> Path:
     return Path(spec.origin)
 
 
-def start(port: int, address: str = "127.0.0.1", log_file: Path | None = None) -> subprocess.Popen:
+def start(
+    port: int, address: str = "127.0.0.1", log_file: Path | None = None, env: dict | None = None
+) -> subprocess.Popen:
     if importlib.util.find_spec("streamlit") is None:
         raise DashboardError("the dashboard needs Streamlit: pip install 'edgebench[dashboard]'")
     command = [
@@ -35,7 +37,7 @@ def start(port: int, address: str = "127.0.0.1", log_file: Path | None = None) -
         stdout=output,
         stderr=subprocess.STDOUT if output else None,
         start_new_session=True,
-        env=os.environ.copy(),
+        env=env if env is not None else os.environ.copy(),
     )
 
 

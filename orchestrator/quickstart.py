@@ -178,7 +178,9 @@ def run(settings: Settings, dashboard_port: int | None) -> None:
         if dashboard_port is None:
             console.print("dashboard: run `edgebench dashboard` to browse these results")
             return
-        dashboard = dashboard_process.start(dashboard_port, "127.0.0.1", logs / "dashboard.log")
+        dashboard = dashboard_process.start(
+            dashboard_port, "127.0.0.1", logs / "dashboard.log", env
+        )
         console.print(
             f"\n[bold]dashboard[/bold] http://127.0.0.1:{dashboard_port}  — Ctrl-C stops everything "
             "(the store stays for the next run)"

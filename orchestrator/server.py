@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 
 from celery import Celery
@@ -64,15 +66,11 @@ def scheduler_loop(
     settings: Settings,
     wake: threading.Event,
     stop: threading.Event,
-    lease: ControllerLease,
 ) -> None:
     while not stop.is_set():
         try:
-            if lease.renew():
-                with STORE_LOCK:
-                    scheduler.dispatch(sessions, app, settings)
-            else:
-                log.error("another controller holds the lease on this broker; not dispatching")
+            with STORE_LOCK:
+                scheduler.dispatch(sessions, app, settings)
         except Exception:
             log.exception("scheduler round failed; retrying")
         wake.wait(settings.scheduler_interval_s)
@@ -89,11 +87,19 @@ def run(settings: Settings, broker_url: str, loglevel: str = "INFO") -> None:
     register_ingest(app, sessions, wake)
     thread = threading.Thread(
         target=scheduler_loop,
-        args=(sessions, app, settings, wake, stop, lease),
+        args=(sessions, app, settings, wake, stop),
         name="scheduler",
         daemon=True,
     )
     thread.start()
+
+    def lost() -> None:
+        log.error("another controller took this broker's lease; stopping")
+        stop.set()
+        os.kill(os.getpid(), signal.SIGTERM)  # Celery's warm shutdown
+
+    keeper = threading.Thread(target=lease.keep, args=(stop, lost), name="lease", daemon=True)
+    keeper.start()
     try:
         app.worker_main(
             argv=[

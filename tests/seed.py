@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 
 from agents.contract import LatencySummary, Registration, TrialResult, TrialStarted
-from agents.measurement.statistics import summarize_ns, throughput
+from agents.contract.statistics import summarize_ns, throughput
 from orchestrator import planning
 from orchestrator.campaigns.spec import parse_spec
 from orchestrator.store import repository

@@ -1,1 +1,1 @@
-"""Timing loop and statistics. No runtime, no Celery, no hardware imports."""
+"""The timing loop. No runtime, no Celery, no hardware imports (statistics: agents.contract)."""

@@ -38,7 +38,7 @@ def render_table(rows: list[dict], title: Optional[str] = None) -> Table:
         table.add_row(
             r["device"], r["model"], f"{r['runtime']}/{r['actual_device'] or r['requested_device']}",
             str(r["batch_size"]), str(r["n"] or "—"), _fmt(r["p50_ms"]), _fmt(r["p90_ms"]),
-            _fmt(r["p99_ms"]), _fmt(r["cv"], 2), _fmt(r["throughput_ips"], 0), _fmt(r["load_ms"], 1),
+            _fmt(r["p99_ms"]), _fmt(r["cv"], 2) + (" unstable" if r["unstable"] else ""), _fmt(r["throughput_ips"], 0), _fmt(r["load_ms"], 1),
             _fmt(r["peak_rss_mb"], 1), status,
         )  # fmt: skip
     return table
@@ -67,6 +67,46 @@ def table(
             fail("no campaigns yet")
         rows = queries.result_rows(session, campaign_id=campaign, device=device, model=model)
     console.print(render_table(rows, title=f"campaign {campaign}"))
+
+
+@app.command("compare")
+def compare(
+    a: str = typer.Argument(..., help="Trial id (or its first characters): the baseline."),
+    b: str = typer.Argument(..., help="Trial id (or its first characters): the candidate."),
+) -> None:
+    """Is B faster than A, by how much, and is the difference significant?"""
+    from orchestrator.comparison import ALPHA
+    from orchestrator.comparison import compare as compare_samples
+    from orchestrator.store import queries
+
+    picked = {}
+    with open_sessions()() as session:
+        for name, prefix in (("A", a), ("B", b)):
+            found = queries.trials_matching(session, prefix) if len(prefix) >= 4 else []
+            if len(found) != 1:
+                what = "no trial" if not found else f"{len(found)} trials"
+                fail(f"{name}: {what} with an id starting {prefix!r} (give at least 4 characters)")
+            samples = queries.result_samples(session, found[0]["trial_id"])
+            if not samples:
+                fail(f"{name}: trial {found[0]['trial_id'][:12]} has no measured samples")
+            picked[name] = (found[0], samples)
+    result = compare_samples(picked["A"][1], picked["B"][1])
+    table = Table("", "trial", "n", "p50 ms", "95 % CI of p50 (ms)")
+    for name, ci, p50, n in (
+        ("A", result.ci_a_ms, result.p50_a_ms, result.n_a),
+        ("B", result.ci_b_ms, result.p50_b_ms, result.n_b),
+    ):
+        info = picked[name][0]
+        interval = f"{ci[0]:.4g} – {ci[1]:.4g}" if ci else "— (too few samples)"
+        table.add_row(
+            name, f"{info['trial_id'][:12]} {info['label']}", str(n), f"{p50:.4g}", interval
+        )
+    console.print(table)
+    console.print(
+        f"change {result.change_pct:+.2f} %, Mann-Whitney U p = {result.p_value:.3g} "
+        f"(α = {ALPHA}), median intervals {'overlap' if result.intervals_overlap else 'do not overlap'}"
+    )
+    console.print(f"[bold]{result.verdict()}[/bold]")
 
 
 @app.command("export")

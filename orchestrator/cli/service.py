@@ -44,6 +44,12 @@ def server(
     embedded = None
     url = settings.broker_url
     if url is None:
+        running = settings.resolved_broker_url()
+        if running and broker.is_alive(running):
+            fail(
+                f"an edgebench server already runs on this machine (see {settings.home / 'broker.json'});"
+                " one controller per broker"
+            )
         try:
             embedded = broker.start(settings.home)
         except broker.BrokerError as exc:

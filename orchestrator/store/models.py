@@ -64,6 +64,8 @@ class Device(Base):
     registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_heartbeat_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
     current_trial: Mapped[Optional[str]] = mapped_column(String(40))
+    # The agent's own clock at its latest registration: a delayed, older one is refused.
+    registration_sent_at: Mapped[Optional[float]] = mapped_column(Float)
 
 
 class Model(Base):
@@ -153,6 +155,12 @@ class Result(Base):
     p90_ms: Mapped[float] = mapped_column(Float)
     p95_ms: Mapped[float] = mapped_column(Float)
     p99_ms: Mapped[float] = mapped_column(Float)
+    p999_ms: Mapped[Optional[float]] = mapped_column(Float)
+    median_ci_low_ms: Mapped[Optional[float]] = mapped_column(Float)
+    median_ci_high_ms: Mapped[Optional[float]] = mapped_column(Float)
+    p90_es_ms: Mapped[Optional[float]] = mapped_column(Float)
+    p99_es_ms: Mapped[Optional[float]] = mapped_column(Float)
+    unstable: Mapped[Optional[bool]] = mapped_column(Boolean)
     throughput_ips: Mapped[Optional[float]] = mapped_column(Float)
     load_ms: Mapped[Optional[float]] = mapped_column(Float)
     first_inference_ms: Mapped[Optional[float]] = mapped_column(Float)

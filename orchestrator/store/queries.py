@@ -18,7 +18,8 @@ EXPORT_FIELDS = [
     "trial_id", "campaign", "campaign_id", "device", "device_class", "model", "runtime",
     "runtime_version", "requested_device", "actual_device", "fallback", "precision",
     "batch_size", "scenario", "repeat", "status", "error", "attempt", "n", "min_ms", "p50_ms",
-    "p90_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms", "stdev_ms", "cv", "throughput_ips",
+    "p90_ms", "p95_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "stdev_ms", "cv", "unstable",
+    "median_ci_low_ms", "median_ci_high_ms", "p90_es_ms", "p99_es_ms", "throughput_ips",
     "load_ms", "first_inference_ms", "peak_rss_mb", "model_bytes", "accuracy",
     "fidelity_cosine", "energy_mj_per_inference", "throttled", "finished_at",
 ]  # fmt: skip
@@ -210,8 +211,9 @@ def result_rows(
         )
         if result is not None:
             for name in (
-                "n", "min_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms",
-                "stdev_ms", "cv", "throughput_ips", "load_ms", "first_inference_ms",
+                "n", "min_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "p999_ms", "max_ms",
+                "mean_ms", "stdev_ms", "cv", "unstable", "median_ci_low_ms", "median_ci_high_ms",
+                "p90_es_ms", "p99_es_ms", "throughput_ips", "load_ms", "first_inference_ms",
                 "peak_rss_mb", "model_bytes", "runtime_version", "actual_device", "fallback",
             ):  # fmt: skip
                 row[name] = getattr(result, name)
@@ -222,6 +224,21 @@ def result_rows(
 def result_samples(session: Session, trial_id: str) -> list[int]:
     result = session.scalar(select(Result).where(Result.trial_id == trial_id))
     return list(result.samples.samples_ns) if result is not None and result.samples else []
+
+
+def trials_matching(session: Session, prefix: str) -> list[dict[str, Any]]:
+    """Trials whose id starts with `prefix` (users paste the first characters)."""
+    query = (
+        select(Trial.id, Trial.batch_size, Trial.runtime, Device.name, Model.name)
+        .join(Device, Trial.device_id == Device.id)
+        .join(Model, Trial.model_id == Model.id)
+        .where(Trial.id.startswith(prefix.lower(), autoescape=True))
+        .limit(10)
+    )
+    return [
+        {"trial_id": t, "label": f"{device} · {model} · {runtime} · batch {batch}"}
+        for t, batch, runtime, device, model in session.execute(query)
+    ]
 
 
 def latest_campaign_id(session: Session) -> int | None:

@@ -52,9 +52,16 @@ def register_device(session: Session, message: Registration) -> Device:
     device = session.scalar(select(Device).where(Device.name == message.device))
     if device is not None and device.retired:
         raise StoreError(f"device {message.device} is retired; registration refused")
+    if device is not None and device.boot_id != message.boot_id:
+        newer = device.registration_sent_at
+        if newer is not None and message.sent_at < newer:
+            raise StoreError(
+                f"registration of {message.device} from an earlier agent process arrived late; ignored"
+            )
     if device is None:
         device = Device(name=message.device)
         session.add(device)
+    device.registration_sent_at = message.sent_at
     device.device_class = message.facts.device_class
     device.tags = list(message.tags)
     device.facts = message.facts.model_dump(mode="json")
@@ -267,6 +274,7 @@ def record_result(session: Session, message: TrialResult) -> str:
         throughput_ips=message.throughput_ips,
         load_ms=message.load_ms,
         first_inference_ms=message.first_inference_ms,
+        unstable=message.unstable,
         peak_rss_mb=message.peak_rss_mb,
         model_bytes=message.model_bytes,
         runtime_version=message.runtime_version,

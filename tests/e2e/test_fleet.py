@@ -142,7 +142,7 @@ def _runner_pids() -> set[int]:
 def test_garbage_on_the_control_queue_does_not_stop_the_controller(fleet, tmp_path):
     from celery import Celery
 
-    from agents.contract import CONTROL_QUEUE, INGEST_TASK
+    from agents.contract import CONTROL_QUEUE, INGEST_TASK, SCHEMA_VERSION
 
     fleet.start_controller()
     sender = Celery("intruder", broker=fleet.env["EDGEBENCH_BROKER_URL"], set_as_current=False)
@@ -150,8 +150,8 @@ def test_garbage_on_the_control_queue_does_not_stop_the_controller(fleet, tmp_pa
     junk = [
         "not json at all",
         {"schema": 999, "kind": "heartbeat", "body": {}},
-        {"schema": 1, "kind": "trial_result", "body": {"trial_id": 7}},
-        {"schema": 1, "kind": "trial_spec", "body": {}},
+        {"schema": SCHEMA_VERSION, "kind": "trial_result", "body": {"trial_id": 7}},
+        {"schema": SCHEMA_VERSION, "kind": "trial_spec", "body": {}},
         ["a", "list"],
         "x" * 9_000_000,
     ]

@@ -116,6 +116,12 @@ def test_server_records_its_embedded_broker_and_agent_finds_it(tmp_path):
             assert time.monotonic() < deadline, "server did not record its broker"
             time.sleep(0.2)
         assert oct((home / "broker.json").stat().st_mode & 0o777) == "0o600"
+        second = subprocess.run(
+            [sys.executable, "-m", "orchestrator.cli.main", "server"],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert second.returncode == 1 and "already runs on this machine" in second.stderr
+        assert (home / "broker.json").exists()  # the running server's record is untouched
         agent = subprocess.Popen(
             [sys.executable, "-m", "orchestrator.cli.main", "agent", "start", "--name", "solo"],
             env=env, stdout=logs["agent"], stderr=subprocess.STDOUT, start_new_session=True,

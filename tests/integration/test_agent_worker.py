@@ -84,3 +84,23 @@ def test_results_in_the_outbox_are_sent_once_and_removed(tmp_path, redis_url):
     [raw] = client.lrange(CONTROL_QUEUE, 0, -1)
     body = json.loads(base64.b64decode(json.loads(raw)["body"]))
     assert parse(body[0][0]) == result
+
+
+def test_a_result_too_large_for_the_wire_becomes_a_failure_with_the_reason(
+    tmp_path, redis_url, monkeypatch
+):
+    import agents.worker
+
+    client = redis.Redis.from_url(redis_url)
+    client.delete(CONTROL_QUEUE)
+    monkeypatch.setattr(agents.worker, "MAX_MESSAGE_BYTES", 4000)  # a limit 20 samples exceed
+    agent = Agent("w4", redis_url, tmp_path / "work")
+    spec = make_spec(tmp_path, agent, warmup_s=0, min_queries=400, min_s=0, max_s=5)
+    agent.handle_trial(envelope(spec))
+    messages = [
+        parse(json.loads(base64.b64decode(json.loads(raw)["body"]))[0][0])
+        for raw in client.lrange(CONTROL_QUEUE, 0, -1)
+    ]
+    [sent] = [m for m in messages if isinstance(m, TrialResult)]
+    assert sent.status == "failed" and "over the 4000 byte message limit" in sent.error
+    assert sent.samples_ns == [] and sent.summary is None

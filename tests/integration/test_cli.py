@@ -170,3 +170,34 @@ def test_agent_without_broker_says_how_to_get_one(tmp_path):
     assert done.returncode == 2 and "EDGEBENCH_BROKER_URL" in done.stdout + done.stderr
     done = run_cli("agent", "start", "--name", "bad name!", env={"EDGEBENCH_HOME": str(tmp_path)})
     assert done.returncode == 2 and "invalid device name" in done.stdout + done.stderr
+
+
+def test_results_compare_reports_change_and_significance(sqlite_url, tmp_path):
+    from tests.seed import seed_store
+
+    seeded = seed_store(sqlite_url)
+    env = {"EDGEBENCH_DATABASE_URL": sqlite_url, "EDGEBENCH_HOME": str(tmp_path)}
+    done = {
+        (t["device"], t["model"], t["batch_size"]): t
+        for t in seeded["trials"]
+        if t["status"] == "done"
+    }
+    pi = done[("seed-pi4", "seed_digits", 1)]
+    x86 = done[("seed-x86", "seed_digits", 1)]
+    out = run_cli("results", "compare", pi["trial_id"][:8], x86["trial_id"][:8], env=env)
+    assert out.returncode == 0, out.stderr
+    assert "B is faster than A" in out.stdout and "significant" in out.stdout
+    assert "seed-pi4" in out.stdout and "seed-x86" in out.stdout
+    same = run_cli("results", "compare", pi["trial_id"], pi["trial_id"], env=env)
+    assert same.returncode == 0 and "no significant difference" in same.stdout
+    missing = run_cli("results", "compare", "zzzz", pi["trial_id"], env=env)
+    assert missing.returncode == 1 and "no trial with an id starting 'zzzz'" in missing.stderr
+    failed = next(t for t in seeded["trials"] if t["status"] == "failed")
+    no_samples = run_cli("results", "compare", failed["trial_id"], pi["trial_id"], env=env)
+    assert no_samples.returncode == 1 and "no measured samples" in no_samples.stderr
+
+
+def test_agent_with_bad_tags_fails_at_once_with_the_reason(tmp_path, redis_url):
+    env = {"EDGEBENCH_HOME": str(tmp_path), "EDGEBENCH_BROKER_URL": redis_url}
+    done = run_cli("agent", "start", "--name", "ok-name", "--tags", "my lab", env=env, timeout=60)
+    assert done.returncode == 2 and "--tags" in done.stdout + done.stderr

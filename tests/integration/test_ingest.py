@@ -17,7 +17,7 @@ from agents.contract import (
     TrialStarted,
     envelope,
 )
-from agents.measurement.statistics import summarize_ns
+from agents.contract.statistics import summarize_ns
 from orchestrator import ingest, planning
 from orchestrator.artifacts.registry import build_and_register
 from orchestrator.campaigns.spec import parse_spec
@@ -195,3 +195,21 @@ def test_retired_device_cannot_register_again(world):
     with sessions() as session:
         states = set(session.scalars(select(Trial.state).where(Trial.campaign_id == campaign_id)))
         assert states == {"cancelled"}
+
+
+def test_a_late_registration_from_an_earlier_agent_process_is_refused(world):
+    sessions, _ = world
+    newer = registration("dev-a", "boot-new")
+    older = registration("dev-a", "boot-old")
+    older["body"]["sent_at"] = newer["body"]["sent_at"] - 30
+    assert ingest.handle(sessions, newer) == "registered dev-a"
+    assert ingest.handle(sessions, older) == "refused"
+    with sessions() as session:
+        assert session.scalar(select(Device).where(Device.name == "dev-a")).boot_id == "boot-new"
+
+
+def test_result_from_another_agent_process_than_the_attempt_was_sent_to_is_refused(world):
+    sessions, campaign_id = world
+    trial_id, attempt = dispatch_one(sessions, campaign_id)
+    assert ingest.handle(sessions, result(trial_id, attempt, boot="boot-impostor")) == "refused"
+    assert ingest.handle(sessions, result(trial_id, attempt, boot="boot-a")) == "stored"

@@ -13,8 +13,14 @@ import numpy as np
 import pytest
 
 from agents import runner, runtimes
-from agents.contract import ArtifactRef, InputSpec, MeasurementPolicy, TrialResult, TrialSpec
-from agents.measurement import statistics
+from agents.contract import (
+    ArtifactRef,
+    InputSpec,
+    MeasurementPolicy,
+    TrialResult,
+    TrialSpec,
+    statistics,
+)
 from orchestrator.artifacts import builtin_models
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent

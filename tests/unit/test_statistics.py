@@ -1,4 +1,4 @@
-"""agents.measurement.statistics: exact values computed by hand, then a numpy cross-check.
+"""agents.contract.statistics: exact values computed by hand, then a numpy cross-check.
 
 Percentiles are numpy's default (Hyndman & Fan type 7): for sorted x[0..n-1] and p in
 0..100, position = (n - 1) * p / 100 = k + f, value = x[k] + (x[k+1] - x[k]) * f.
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.measurement.statistics import mean, percentile, stdev, summarize_ns, throughput
+from agents.contract.statistics import mean, percentile, stdev, summarize_ns, throughput
 
 EXACT = 1e-12
 
@@ -134,7 +134,14 @@ def test_summarize_ns_converts_to_milliseconds_and_sorts():
         "p90_ms",
         "p95_ms",
         "p99_ms",
+        "p999_ms",
+        "median_ci_low_ms",
+        "median_ci_high_ms",
+        "p90_es_ms",
+        "p99_es_ms",
     }
+    # Four samples support neither a 95 % median interval nor a 99 % tail bound.
+    assert summary["median_ci_low_ms"] is None and summary["p90_es_ms"] is None
     assert summary["n"] == 4
     assert summary["min_ms"] == 1.0
     assert summary["max_ms"] == 4.0

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Dict, List, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 CONTROL_QUEUE = "edgebench.control"
 INGEST_TASK = "edgebench.ingest"
@@ -29,7 +29,7 @@ DEVICE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 TrialId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 ShortText = Annotated[str, Field(max_length=256)]
 Tag = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,31}$")]
-MAX_SAMPLES = 1_000_000
+MAX_SAMPLES = 500_000  # 500k samples of ~10 ms serialise to ~5 MB, under MAX_MESSAGE_BYTES
 
 
 class ContractError(ValueError):
@@ -59,10 +59,12 @@ class MeasurementPolicy(_Message):
     max_queries samples taken (which bounds the size of a result for very fast models)."""
 
     warmup_s: float = Field(1.0, ge=0, le=600)
-    min_queries: int = Field(200, ge=1, le=1_000_000)
+    min_queries: int = Field(200, ge=1, le=MAX_SAMPLES)
     min_s: float = Field(3.0, ge=0, le=3600)
     max_s: float = Field(30.0, gt=0, le=24 * 3600)
-    max_queries: int = Field(100_000, ge=1, le=1_000_000)
+    max_queries: int = Field(100_000, ge=1, le=MAX_SAMPLES)
+    # A trial whose coefficient of variation exceeds this is flagged unstable.
+    max_cv: float = Field(0.3, gt=0, le=100)
 
     @field_validator("max_s")
     @classmethod
@@ -183,6 +185,11 @@ class LatencySummary(_Message):
     p90_ms: float
     p95_ms: float
     p99_ms: float
+    p999_ms: Optional[float] = None
+    median_ci_low_ms: Optional[float] = None
+    median_ci_high_ms: Optional[float] = None
+    p90_es_ms: Optional[float] = None
+    p99_es_ms: Optional[float] = None
 
 
 class TrialResult(_Message):
@@ -199,6 +206,7 @@ class TrialResult(_Message):
     fallback: Optional[bool] = None
     placement: Dict[str, Any] = {}
     summary: Optional[LatencySummary] = None
+    unstable: Optional[bool] = None
     throughput_ips: Optional[float] = None
     load_ms: Optional[float] = None
     first_inference_ms: Optional[float] = None

@@ -1,0 +1,184 @@
+"""Latency statistics, stdlib only, so results are reproducible to the last digit.
+
+Part of the contract: the agent summarises a trial with it, and the controller compares
+trials with it (`results compare`), so both sides compute the same numbers.
+
+Percentiles use linear interpolation between closest ranks (numpy's default,
+Hyndman & Fan type 7): for sorted x[0..n-1], p -> x[k] + (x[k+1]-x[k])*f where
+k + f = (n - 1) * p / 100.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional, Sequence
+
+
+def percentile(sorted_values: Sequence[float], p: float) -> float:
+    if not sorted_values:
+        raise ValueError("percentile of an empty sample")
+    if not 0 <= p <= 100:
+        raise ValueError(f"percentile {p} outside 0..100")
+    position = (len(sorted_values) - 1) * p / 100.0
+    low = math.floor(position)
+    high = min(low + 1, len(sorted_values) - 1)
+    fraction = position - low
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * fraction
+
+
+def mean(values: Sequence[float]) -> float:
+    if not values:
+        raise ValueError("mean of an empty sample")
+    return math.fsum(values) / len(values)
+
+
+def stdev(values: Sequence[float]) -> float:
+    """Sample standard deviation (n - 1); 0.0 for a single value."""
+    if len(values) < 2:
+        return 0.0
+    centre = mean(values)
+    return math.sqrt(math.fsum((v - centre) ** 2 for v in values) / (len(values) - 1))
+
+
+def summarize_ns(samples_ns: Sequence[int]) -> Dict[str, Optional[float]]:
+    """Summary of latency samples given in nanoseconds, reported in milliseconds.
+
+    Beyond the percentiles: a 95 % confidence interval for the median, and MLPerf-style
+    early-stopping estimates of p90 and p99 (99 % confidence upper bounds; None while the
+    sample is too small to support them).
+    """
+    if not samples_ns:
+        raise ValueError("no samples to summarize")
+    ms = sorted(s / 1e6 for s in samples_ns)
+    centre = mean(ms)
+    spread = stdev(ms)
+    interval = median_ci(ms, 0.95)
+    return {
+        "n": len(ms),
+        "min_ms": ms[0],
+        "max_ms": ms[-1],
+        "mean_ms": centre,
+        "stdev_ms": spread,
+        "cv": spread / centre if centre > 0 else 0.0,
+        "p50_ms": percentile(ms, 50),
+        "p90_ms": percentile(ms, 90),
+        "p95_ms": percentile(ms, 95),
+        "p99_ms": percentile(ms, 99),
+        "p999_ms": percentile(ms, 99.9),
+        "median_ci_low_ms": interval[0] if interval else None,
+        "median_ci_high_ms": interval[1] if interval else None,
+        "p90_es_ms": quantile_upper_bound(ms, 0.90, 0.99),
+        "p99_es_ms": quantile_upper_bound(ms, 0.99, 0.99),
+    }
+
+
+def throughput(samples_ns: Sequence[int], batch_size: int) -> float:
+    """Inferences (items) per second over the measured runs."""
+    total_ns = sum(samples_ns)
+    if total_ns <= 0:
+        raise ValueError("total measured time is zero")
+    return len(samples_ns) * batch_size * 1e9 / total_ns
+
+
+# -- confidence and significance (order statistics and ranks; no distribution assumed) --
+
+
+def binomial_cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p), summed exactly in log space (no underflow)."""
+    if k < 0:
+        return 0.0
+    if k >= n:
+        return 1.0
+    if p <= 0.0:
+        return 1.0
+    if p >= 1.0:
+        return 0.0
+    log_p, log_q = math.log(p), math.log1p(-p)
+    log_n_fact = math.lgamma(n + 1)
+    total = 0.0
+    for i in range(k + 1):
+        log_pmf = (
+            log_n_fact - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q
+        )
+        total += math.exp(log_pmf)
+    return min(total, 1.0)
+
+
+def _normal_cdf(z: float) -> float:
+    return 0.5 * math.erfc(-z / math.sqrt(2.0))
+
+
+def _smallest_rank_with_cdf_above(n: int, p: float, target: float) -> int | None:
+    """Smallest r in 0..n with P(Bin(n, p) <= r) > target, walking the pmf once."""
+    if n == 0:
+        return None
+    log_p, log_q = math.log(p), math.log1p(-p)
+    log_n_fact = math.lgamma(n + 1)
+    total = 0.0
+    for r in range(n + 1):
+        log_pmf = (
+            log_n_fact - math.lgamma(r + 1) - math.lgamma(n - r + 1) + r * log_p + (n - r) * log_q
+        )
+        total += math.exp(log_pmf)
+        if total > target:
+            return r
+    return None
+
+
+def median_ci(
+    sorted_values: Sequence[float], confidence: float = 0.95
+) -> tuple[float, float] | None:
+    """Distribution-free confidence interval for the median: order statistics x(j), x(n-j+1)
+    (1-based) with the largest j such that P(Bin(n, 1/2) <= j - 1) <= (1 - confidence) / 2.
+    None when the sample is too small for that confidence (n < 6 at 95 %)."""
+    n = len(sorted_values)
+    alpha = (1.0 - confidence) / 2.0
+    r = _smallest_rank_with_cdf_above(n, 0.5, alpha)  # P(Bin <= r) > alpha, P(Bin <= r-1) <= alpha
+    if r is None or r < 1:
+        return None
+    j = r  # P(Bin <= j - 1) <= alpha
+    return sorted_values[j - 1], sorted_values[n - j]
+
+
+def quantile_upper_bound(
+    sorted_values: Sequence[float], q: float, confidence: float = 0.99
+) -> float | None:
+    """MLPerf-style early-stopping estimate of the q-quantile (0 < q < 1): the smallest order
+    statistic x(r) with P(true q-quantile <= x(r)) >= confidence, i.e. the smallest r with
+    P(Bin(n, q) <= r - 1) >= confidence. None when n samples cannot support the claim."""
+    n = len(sorted_values)
+    if not 0.0 < q < 1.0:
+        raise ValueError(f"quantile {q} outside (0, 1)")
+    r_minus_1 = _smallest_rank_with_cdf_above(n, q, confidence - 1e-12)
+    if r_minus_1 is None or r_minus_1 + 1 > n:
+        return None
+    return sorted_values[r_minus_1]
+
+
+def mann_whitney(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """Mann-Whitney U test: (U of `a`, two-sided p-value), normal approximation with tie
+    and continuity correction; meant for the hundreds-to-thousands of samples of a trial."""
+    n1, n2 = len(a), len(b)
+    if n1 == 0 or n2 == 0:
+        raise ValueError("Mann-Whitney needs two non-empty samples")
+    pooled = sorted([(v, 0) for v in a] + [(v, 1) for v in b])
+    rank_sum_a = 0.0
+    tie_term = 0.0
+    i = 0
+    while i < len(pooled):
+        j = i
+        while j + 1 < len(pooled) and pooled[j + 1][0] == pooled[i][0]:
+            j += 1
+        average_rank = (i + j) / 2.0 + 1.0
+        size = j - i + 1
+        tie_term += size**3 - size
+        rank_sum_a += average_rank * sum(1 for k in range(i, j + 1) if pooled[k][1] == 0)
+        i = j + 1
+    u_a = rank_sum_a - n1 * (n1 + 1) / 2.0
+    n = n1 + n2
+    mean_u = n1 * n2 / 2.0
+    variance = n1 * n2 / 12.0 * ((n + 1) - tie_term / (n * (n - 1))) if n > 1 else 0.0
+    if variance <= 0:
+        return u_a, 1.0
+    z = (abs(u_a - mean_u) - 0.5) / math.sqrt(variance)
+    return u_a, min(1.0, 2.0 * (1.0 - _normal_cdf(max(z, 0.0))))
