@@ -10,8 +10,9 @@ k + f = (n - 1) * p / 100.
 
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Dict, Optional, Sequence
+from typing import Dict, Iterator, Optional, Sequence
 
 
 def percentile(sorted_values: Sequence[float], p: float) -> float:
@@ -83,25 +84,25 @@ def throughput(samples_ns: Sequence[int], batch_size: int) -> float:
 # -- confidence and significance (order statistics and ranks; no distribution assumed) --
 
 
+def _binomial_pmfs(n: int, p: float) -> Iterator[float]:
+    """P(X = 0), P(X = 1), ... for X ~ Binomial(n, p), each computed in log space."""
+    log_p, log_q = math.log(p), math.log1p(-p)
+    log_n_fact = math.lgamma(n + 1)
+    for i in range(n + 1):
+        yield math.exp(
+            log_n_fact - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q
+        )
+
+
 def binomial_cdf(k: int, n: int, p: float) -> float:
     """P(X <= k) for X ~ Binomial(n, p), summed exactly in log space (no underflow)."""
     if k < 0:
         return 0.0
-    if k >= n:
-        return 1.0
-    if p <= 0.0:
+    if k >= n or p <= 0.0:
         return 1.0
     if p >= 1.0:
         return 0.0
-    log_p, log_q = math.log(p), math.log1p(-p)
-    log_n_fact = math.lgamma(n + 1)
-    total = 0.0
-    for i in range(k + 1):
-        log_pmf = (
-            log_n_fact - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q
-        )
-        total += math.exp(log_pmf)
-    return min(total, 1.0)
+    return min(math.fsum(itertools.islice(_binomial_pmfs(n, p), k + 1)), 1.0)
 
 
 def _normal_cdf(z: float) -> float:
@@ -110,16 +111,9 @@ def _normal_cdf(z: float) -> float:
 
 def _smallest_rank_with_cdf_above(n: int, p: float, target: float) -> int | None:
     """Smallest r in 0..n with P(Bin(n, p) <= r) > target, walking the pmf once."""
-    if n == 0:
-        return None
-    log_p, log_q = math.log(p), math.log1p(-p)
-    log_n_fact = math.lgamma(n + 1)
     total = 0.0
-    for r in range(n + 1):
-        log_pmf = (
-            log_n_fact - math.lgamma(r + 1) - math.lgamma(n - r + 1) + r * log_p + (n - r) * log_q
-        )
-        total += math.exp(log_pmf)
+    for r, pmf in enumerate(_binomial_pmfs(n, p)) if n else ():
+        total += pmf
         if total > target:
             return r
     return None
