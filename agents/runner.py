@@ -8,6 +8,7 @@ into the next one's numbers, and so that a crash or hang is contained.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import platform
@@ -16,12 +17,13 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 from urllib.parse import unquote, urlparse
 
 from agents import runtimes
 from agents.contract import TrialSpec, statistics
-from agents.measurement import timing
+from agents.hardware import conditions
+from agents.measurement import energy, scenarios, timing
 
 
 class TrialError(Exception):
@@ -107,10 +109,44 @@ def environment() -> Dict[str, Any]:
     return env
 
 
-def run_trial(spec: TrialSpec) -> Dict[str, Any]:
+def current_rss_mb() -> Optional[float]:
+    """Resident memory of this process now (Linux /proc), or None where unreadable."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def harness_overhead_ns() -> int:
+    """Median cost of one timing-loop iteration around nothing, on this device now."""
+    rule = timing.StoppingRule(0, 2000, 0, 1.0, 2000)
+    return int(statistics.percentile(sorted(timing.time_runs(lambda: None, rule)), 50))
+
+
+def run_trial(
+    spec: TrialSpec,
+    process_start_ms: Optional[float] = None,
+    energy_command: Optional[str] = None,
+    root: Path = Path("/"),
+) -> Dict[str, Any]:
     """Measure the trial. Returns the result fields (status ok), or raises TrialError."""
     started = time.perf_counter()
+    policy = spec.policy
     env = environment()
+    env["harness_overhead_ns"] = harness_overhead_ns()
+    before = conditions.snapshot(root)
+    env["conditions_before"] = before
+    if policy.cool_below_c is not None:
+        reached, hottest = conditions.wait_until_cool(
+            policy.cool_below_c, policy.cool_timeout_s, root
+        )
+        env["cooled"] = {"target_c": policy.cool_below_c, "reached": reached, "hottest_c": hottest}
+        before = conditions.snapshot(root)
+        env["conditions_before"] = before
     path = artifact_path(spec)
     try:
         runtime = runtimes.adapter(spec.runtime)
@@ -119,31 +155,53 @@ def run_trial(spec: TrialSpec) -> Dict[str, Any]:
     if not runtime.available():
         raise TrialError(f"runtime {spec.runtime} is not installed on this device")
 
+    meter = energy.detect(root, command=energy_command)
+    idle_w = None
+    if meter is not None and policy.idle_baseline_s > 0:
+        idle_w = energy.measure_idle_power(meter, policy.idle_baseline_s)
+
+    t0 = time.perf_counter_ns()
+    importlib.import_module(runtime.import_name)
+    import_ns = time.perf_counter_ns() - t0
+    rss_before = current_rss_mb()
     t0 = time.perf_counter_ns()
     try:
         model = runtime.load(str(path), {"device": spec.requested_device})
     except Exception as exc:  # a runtime's own load error, reported as the trial's reason
         raise TrialError(f"{spec.runtime} could not load {spec.model}: {exc}") from None
     load_ns = time.perf_counter_ns() - t0
+    rss_after = current_rss_mb()
     try:
         feed = make_feed(model.inputs(), spec.batch_size)
         t0 = time.perf_counter_ns()
         model.run(feed)
         first_ns = time.perf_counter_ns() - t0
 
-        policy = spec.policy
         timing.warm_up(lambda: model.run(feed), policy.warmup_s)
         rule = timing.StoppingRule(
             policy.warmup_s, policy.min_queries, policy.min_s, policy.max_s, policy.max_queries
         )
         env["measure_start_unix"] = time.time()
-        samples = timing.time_runs(lambda: model.run(feed), rule)
+        if meter is not None:
+            meter.start()
+        outcome = scenarios.run(
+            spec.scenario,
+            lambda: model.run(feed),
+            rule,
+            spec.scenario_params,
+            probe_temperature=lambda: conditions.hottest_c(conditions.snapshot(root)),
+        )
+        window_j = meter.stop() if meter is not None else None
         env["measure_end_unix"] = time.time()
         placement = model.placement()
     finally:
         model.close()
+    after = conditions.snapshot(root)
+    env["conditions_after"] = after
 
+    samples = outcome.samples_ns
     summary = statistics.summarize_ns(samples)
+    inferences = len(samples) * spec.batch_size
     return {
         "status": "ok",
         "runtime_version": runtime.version(),
@@ -152,12 +210,26 @@ def run_trial(spec: TrialSpec) -> Dict[str, Any]:
         "placement": placement,
         "summary": summary,
         "unstable": summary["cv"] > policy.max_cv,
-        "throughput_ips": statistics.throughput(samples, spec.batch_size),
+        "throughput_ips": inferences / outcome.measured_s if outcome.measured_s > 0 else None,
+        "process_start_ms": process_start_ms,
+        "import_ms": import_ns / 1e6,
         "load_ms": load_ns / 1e6,
         "first_inference_ms": first_ns / 1e6,
         "peak_rss_mb": peak_rss_mb(),
+        "load_rss_delta_mb": rss_after - rss_before
+        if rss_after is not None and rss_before is not None
+        else None,
         "model_bytes": path.stat().st_size,
         "wall_s": time.perf_counter() - started,
+        "scenario_report": outcome.report,
+        "throttled": conditions.throttled_during(before, after),
+        "energy_meter": meter.name if meter is not None else None,
+        "idle_power_w": idle_w,
+        "energy_mj_per_inference": energy.energy_per_inference_mj(
+            window_j, meter.window_s or outcome.measured_s, idle_w, inferences
+        )
+        if window_j is not None
+        else None,
         "samples_ns": samples,
         "environment": env,
     }
@@ -176,13 +248,20 @@ def die_with_agent() -> None:
 
 
 def main(argv: List[str]) -> int:
+    spawned = os.environ.get("EDGEBENCH_SPAWN_MONO_NS")
+    # CLOCK_MONOTONIC is one clock for every process on the machine.
+    process_start_ms = (time.monotonic_ns() - int(spawned)) / 1e6 if spawned else None
     die_with_agent()
     if len(argv) != 2:
         print("usage: python -m agents.runner SPEC.json RESULT.json", file=sys.stderr)
         return 2
     spec = TrialSpec.model_validate_json(Path(argv[0]).read_text())
     try:
-        outcome = run_trial(spec)
+        outcome = run_trial(
+            spec,
+            process_start_ms,
+            energy_command=os.environ.get("EDGEBENCH_ENERGY_COMMAND") or None,
+        )
     except TrialError as exc:
         outcome = {"status": "failed", "error": str(exc)}
     except Exception as exc:  # anything else the runtime raised while measuring

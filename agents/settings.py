@@ -17,6 +17,8 @@ class AgentSettings(BaseSettings):
     broker_url: Optional[str] = None
     heartbeat_s: float = 3.0
     work_dir: Optional[Path] = None
+    # A command printing the device's power draw in watts (USB meter, smart plug script).
+    energy_command: Optional[str] = None
 
     def resolved_broker_url(self) -> str:
         url = self.broker_url or read_embedded_broker_url(self.home)

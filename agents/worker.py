@@ -223,7 +223,11 @@ class Agent:
                     capture_output=True,
                     text=True,
                     timeout=spec.timeout_s,
-                    env={**os.environ, "EDGEBENCH_AGENT_PID": str(os.getpid())},
+                    env={
+                        **os.environ,
+                        "EDGEBENCH_AGENT_PID": str(os.getpid()),
+                        "EDGEBENCH_SPAWN_MONO_NS": str(time.monotonic_ns()),
+                    },
                 )
             except subprocess.TimeoutExpired:
                 return {

@@ -44,6 +44,7 @@ def trial_spec(trial: Trial) -> TrialSpec:
         precision=trial.precision,
         batch_size=trial.batch_size,
         scenario=trial.scenario,
+        scenario_params=trial.scenario_params or {},
         policy=MeasurementPolicy(**trial.policy),
         timeout_s=trial.timeout_s,
     )

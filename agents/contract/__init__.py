@@ -65,6 +65,11 @@ class MeasurementPolicy(_Message):
     max_queries: int = Field(100_000, ge=1, le=MAX_SAMPLES)
     # A trial whose coefficient of variation exceeds this is flagged unstable.
     max_cv: float = Field(0.3, gt=0, le=100)
+    # Seconds of idle power measured before the trial, subtracted from its energy (needs a meter).
+    idle_baseline_s: float = Field(1.0, ge=0, le=600)
+    # Thermal protocol: wait (up to cool_timeout_s) until the hottest zone is below this.
+    cool_below_c: Optional[float] = Field(None, gt=0, le=150)
+    cool_timeout_s: float = Field(120.0, ge=0, le=3600)
 
     @field_validator("max_s")
     @classmethod
@@ -115,6 +120,7 @@ class TrialSpec(_Message):
     precision: str = "fp32"
     batch_size: int = Field(ge=1, le=4096)
     scenario: str = "single_stream"
+    scenario_params: Dict[str, float] = {}
     policy: MeasurementPolicy = MeasurementPolicy()
     timeout_s: float = Field(gt=0)
 
@@ -213,6 +219,14 @@ class TrialResult(_Message):
     peak_rss_mb: Optional[float] = None
     model_bytes: Optional[int] = None
     wall_s: Optional[float] = None
+    scenario_report: Dict[str, Any] = {}
+    process_start_ms: Optional[float] = None
+    import_ms: Optional[float] = None
+    load_rss_delta_mb: Optional[float] = None
+    throttled: Optional[bool] = None
+    energy_meter: Optional[str] = None
+    idle_power_w: Optional[float] = None
+    energy_mj_per_inference: Optional[float] = None
     samples_ns: List[int] = Field(default=[], max_length=MAX_SAMPLES)
     environment: Dict[str, Any] = {}
     sent_at: float

@@ -49,6 +49,7 @@ class LoadedOnnxModel:
 
 class OnnxRuntimeAdapter:
     name = "onnxruntime"
+    import_name = "onnxruntime"  # the module whose import time counts as cold start
 
     def available(self) -> bool:
         return importlib.util.find_spec("onnxruntime") is not None

@@ -46,6 +46,7 @@ class PlannedTrial:
     precision: str
     batch_size: int
     scenario: str
+    scenario_params: dict[str, float]
     repeat: int
     timeout_s: float
 
@@ -93,7 +94,14 @@ def expand(spec: CampaignSpec, devices: list[DeviceInfo], artifacts: list[Artifa
         )
 
     by_key = {(a.name, a.format, a.precision): a for a in artifacts}
-    timeout_s = spec.policy.warmup_s + spec.policy.max_s + TRIAL_OVERHEAD_S
+    policy = spec.policy
+    timeout_s = (
+        policy.warmup_s
+        + spec.scenario.duration_s(policy.max_s)
+        + policy.idle_baseline_s
+        + (policy.cool_timeout_s if policy.cool_below_c is not None else 0.0)
+        + TRIAL_OVERHEAD_S
+    )
     plan = Plan(devices=[d.name for d in chosen])
     combos = itertools.product(
         chosen, spec.model_choices(), spec.runtime_choices(), spec.precisions, spec.batch_sizes
@@ -137,6 +145,7 @@ def expand(spec: CampaignSpec, devices: list[DeviceInfo], artifacts: list[Artifa
                     precision=precision,
                     batch_size=batch,
                     scenario=spec.scenario.kind,
+                    scenario_params=spec.scenario.params(),
                     repeat=repeat,
                     timeout_s=timeout_s,
                 )

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agents.contract import MeasurementPolicy
 
 MAX_TRIALS = 10_000
-SUPPORTED_SCENARIOS = ("single_stream",)
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -45,20 +44,35 @@ class RuntimeChoice(_Strict):
 
 
 class Scenario(_Strict):
-    kind: Literal["single_stream", "offline", "paced", "poisson", "soak"] = "single_stream"
-    gap_s: float | None = Field(None, gt=0)
-    rate: float | None = Field(None, gt=0)
-    minutes: float | None = Field(None, gt=0)
+    """A load pattern; each kind takes its own parameter (and only that one)."""
 
-    @field_validator("kind")
-    @classmethod
-    def _supported(cls, kind: str) -> str:
-        if kind not in SUPPORTED_SCENARIOS:
-            raise ValueError(
-                f"scenario {kind!r} is not supported by this version "
-                f"(supported: {', '.join(SUPPORTED_SCENARIOS)})"
-            )
-        return kind
+    kind: Literal["single_stream", "offline", "paced", "poisson", "soak"] = "single_stream"
+    gap_s: float | None = Field(None, gt=0, le=3600)
+    rate: float | None = Field(None, gt=0, le=1_000_000)
+    minutes: float | None = Field(None, gt=0, le=24 * 60)
+    seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _parameters_fit_the_kind(self) -> Scenario:
+        needs = {"paced": "gap_s", "poisson": "rate", "soak": "minutes"}
+        wanted = needs.get(self.kind)
+        if wanted and getattr(self, wanted) is None:
+            raise ValueError(f"scenario {self.kind} needs {wanted}")
+        for kind, parameter in needs.items():
+            if kind != self.kind and getattr(self, parameter) is not None:
+                raise ValueError(f"{parameter} applies to scenario {kind}, not {self.kind}")
+        return self
+
+    def params(self) -> dict[str, float]:
+        values = {"gap_s": self.gap_s, "rate": self.rate, "minutes": self.minutes}
+        chosen = {k: v for k, v in values.items() if v is not None}
+        if self.kind == "poisson":
+            chosen["seed"] = self.seed
+        return chosen
+
+    def duration_s(self, policy_max_s: float) -> float:
+        """The longest the measured part can take."""
+        return self.minutes * 60.0 if self.kind == "soak" else policy_max_s
 
 
 class CampaignSpec(_Strict):

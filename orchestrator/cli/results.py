@@ -30,16 +30,21 @@ def _fmt(value: Optional[float], digits: int = 3) -> str:
 
 def render_table(rows: list[dict], title: Optional[str] = None) -> Table:
     table = Table(
-        "device", "model", "runtime", "batch", "n", "p50 ms", "p90 ms", "p99 ms", "cv",
-        "items/s", "load ms", "peak RSS MB", "status", title=title,
+        "device", "model", "runtime", "scenario", "batch", "n", "p50 ms", "p90 ms", "p99 ms", "cv",
+        "items/s", "load ms", "RSS MB", "mJ/item", "status", title=title,
+        caption="* unstable: cv above the policy's max_cv; — not measured",
     )  # fmt: skip
     for r in rows:
         status = r["status"] if not r["error"] else f"{r['status']}: {r['error'][:80]}"
+        if r["throttled"]:
+            status += " (throttled)"
         table.add_row(
             r["device"], r["model"], f"{r['runtime']}/{r['actual_device'] or r['requested_device']}",
-            str(r["batch_size"]), str(r["n"] or "—"), _fmt(r["p50_ms"]), _fmt(r["p90_ms"]),
-            _fmt(r["p99_ms"]), _fmt(r["cv"], 2) + (" unstable" if r["unstable"] else ""), _fmt(r["throughput_ips"], 0), _fmt(r["load_ms"], 1),
-            _fmt(r["peak_rss_mb"], 1), status,
+            r["scenario"], str(r["batch_size"]), str(r["n"] or "—"), _fmt(r["p50_ms"]),
+            _fmt(r["p90_ms"]), _fmt(r["p99_ms"]),
+            _fmt(r["cv"], 2) + ("*" if r["unstable"] else ""),
+            _fmt(r["throughput_ips"], 0), _fmt(r["load_ms"], 1), _fmt(r["peak_rss_mb"], 1),
+            _fmt(r["energy_mj_per_inference"], 3), status,
         )  # fmt: skip
     return table
 
@@ -126,6 +131,11 @@ def export(
 
     with open_sessions()() as session:
         rows = queries.result_rows(session, campaign_id=campaign, device=device, model=model)
+    if format is not ExportFormat.json:  # flat formats: nested reports travel as JSON text
+        rows = [
+            {k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.items()}
+            for row in rows
+        ]
     if format is ExportFormat.parquet:
         if output is None:
             fail("parquet is binary: give --output FILE")

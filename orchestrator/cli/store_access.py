@@ -11,7 +11,7 @@ from rich.console import Console
 from orchestrator.settings import Settings
 
 # Piped output (CI logs, `| less`) gets a wide table instead of Rich's 80 columns.
-console = Console(width=None if sys.stdout.isatty() else 160)
+console = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 
 

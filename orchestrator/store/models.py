@@ -116,6 +116,7 @@ class Trial(Base):
     precision: Mapped[str] = mapped_column(String(16))
     batch_size: Mapped[int] = mapped_column(Integer)
     scenario: Mapped[str] = mapped_column(String(32))
+    scenario_params: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
     seq: Mapped[int] = mapped_column(Integer)  # order within the campaign
     repeat: Mapped[int] = mapped_column(Integer, default=1)
     policy: Mapped[dict[str, Any]] = mapped_column()
@@ -172,6 +173,14 @@ class Result(Base):
     placement: Mapped[dict[str, Any]] = mapped_column(default=dict)
     environment: Mapped[dict[str, Any]] = mapped_column(default=dict)
     wall_s: Mapped[Optional[float]] = mapped_column(Float)
+    scenario_report: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    process_start_ms: Mapped[Optional[float]] = mapped_column(Float)
+    import_ms: Mapped[Optional[float]] = mapped_column(Float)
+    load_rss_delta_mb: Mapped[Optional[float]] = mapped_column(Float)
+    throttled: Mapped[Optional[bool]] = mapped_column(Boolean)
+    energy_meter: Mapped[Optional[str]] = mapped_column(String(32))
+    idle_power_w: Mapped[Optional[float]] = mapped_column(Float)
+    energy_mj_per_inference: Mapped[Optional[float]] = mapped_column(Float)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     trial: Mapped[Trial] = relationship(back_populates="result")

@@ -20,8 +20,10 @@ EXPORT_FIELDS = [
     "batch_size", "scenario", "repeat", "status", "error", "attempt", "n", "min_ms", "p50_ms",
     "p90_ms", "p95_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "stdev_ms", "cv", "unstable",
     "median_ci_low_ms", "median_ci_high_ms", "p90_es_ms", "p99_es_ms", "throughput_ips",
-    "load_ms", "first_inference_ms", "peak_rss_mb", "model_bytes", "accuracy",
-    "fidelity_cosine", "energy_mj_per_inference", "throttled", "finished_at",
+    "process_start_ms", "import_ms", "load_ms", "first_inference_ms", "peak_rss_mb",
+    "load_rss_delta_mb", "model_bytes", "accuracy", "fidelity_cosine", "energy_mj_per_inference",
+    "idle_power_w", "energy_meter", "throttled", "scenario_params", "scenario_report",
+    "finished_at",
 ]  # fmt: skip
 
 
@@ -203,6 +205,7 @@ def result_rows(
             precision=trial.precision,
             batch_size=trial.batch_size,
             scenario=trial.scenario,
+            scenario_params=trial.scenario_params,
             repeat=trial.repeat,
             status=trial.state,
             error=trial.error,
@@ -215,6 +218,8 @@ def result_rows(
                 "mean_ms", "stdev_ms", "cv", "unstable", "median_ci_low_ms", "median_ci_high_ms",
                 "p90_es_ms", "p99_es_ms", "throughput_ips", "load_ms", "first_inference_ms",
                 "peak_rss_mb", "model_bytes", "runtime_version", "actual_device", "fallback",
+                "process_start_ms", "import_ms", "load_rss_delta_mb", "energy_mj_per_inference",
+                "idle_power_w", "energy_meter", "throttled", "scenario_report",
             ):  # fmt: skip
                 row[name] = getattr(result, name)
         rows.append(row)

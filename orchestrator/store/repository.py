@@ -156,6 +156,7 @@ def create_campaign(session: Session, spec: CampaignSpec, plan: Plan) -> Campaig
                 precision=planned.precision,
                 batch_size=planned.batch_size,
                 scenario=planned.scenario,
+                scenario_params=planned.scenario_params,
                 seq=seq,
                 repeat=planned.repeat,
                 policy=policy,
@@ -283,6 +284,14 @@ def record_result(session: Session, message: TrialResult) -> str:
         placement=message.placement,
         environment=message.environment,
         wall_s=message.wall_s,
+        scenario_report=message.scenario_report,
+        process_start_ms=message.process_start_ms,
+        import_ms=message.import_ms,
+        load_rss_delta_mb=message.load_rss_delta_mb,
+        throttled=message.throttled,
+        energy_meter=message.energy_meter,
+        idle_power_w=message.idle_power_w,
+        energy_mj_per_inference=message.energy_mj_per_inference,
     )
     session.add(result)
     session.flush()

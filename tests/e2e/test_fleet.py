@@ -254,3 +254,33 @@ def test_a_second_controller_on_the_same_broker_refuses_to_start(fleet):
     assert second.returncode == 1
     assert "another controller" in second.stderr and "one controller per broker" in second.stderr
     assert fleet.processes["controller"].poll() is None
+
+
+def test_every_scenario_runs_through_a_campaign(fleet, tmp_path):
+    fleet.start_controller()
+    fleet.start_agent("scen")
+    fleet.wait_until(online(fleet, "scen"), 60, "the agent to register")
+    policy = "policy: {warmup_s: 0.05, min_queries: 20, min_s: 0.2, max_s: 3, idle_baseline_s: 0}\n"
+    scenarios = {
+        "offline": "{kind: offline}",
+        "paced": "{kind: paced, gap_s: 0.01}",
+        "poisson": "{kind: poisson, rate: 200}",
+        "soak": "{kind: soak, minutes: 0.01}",
+    }
+    for kind, scenario in scenarios.items():
+        spec = tmp_path / f"{kind}.yaml"
+        spec.write_text(
+            f"name: {kind}\ndevices: {{names: [scen]}}\nmodels: [mlp_digits]\n"
+            f"batch_sizes: [4]\nscenario: {scenario}\n" + policy
+        )
+        done = fleet.cli("campaign", "submit", str(spec), "--wait", "--timeout", "120", timeout=180)
+        assert done.returncode == 0, done.stdout + done.stderr
+    rows = {row["scenario"]: row for row in json.loads(fleet.cli("results", "export").stdout)}
+    assert set(rows) == set(scenarios)
+    assert all(row["status"] == "done" for row in rows.values()), rows
+    assert rows["paced"]["scenario_report"]["gap_s"] == 0.01
+    assert rows["poisson"]["scenario_report"]["offered_rate"] == 200
+    assert len(rows["soak"]["scenario_report"]["buckets"]) == 10
+    for row in rows.values():
+        assert row["import_ms"] > 0 and row["process_start_ms"] > 0 and row["load_ms"] > 0
+        assert row["energy_mj_per_inference"] is None  # no meter on this machine: null, not 0

@@ -8,6 +8,7 @@ import json
 import os
 import time
 
+import pytest
 import redis
 
 from agents.contract import (
@@ -104,3 +105,54 @@ def test_a_result_too_large_for_the_wire_becomes_a_failure_with_the_reason(
     [sent] = [m for m in messages if isinstance(m, TrialResult)]
     assert sent.status == "failed" and "over the 4000 byte message limit" in sent.error
     assert sent.samples_ns == [] and sent.summary is None
+
+
+def fake_meter(tmp_path, monkeypatch, output: str) -> None:
+    """A power-meter command that always prints `output`, set for the agent's trials."""
+    meter = tmp_path / "meter.sh"
+    meter.write_text(f"#!/bin/sh\necho {output}\n")
+    meter.chmod(0o755)
+    monkeypatch.setenv("EDGEBENCH_ENERGY_COMMAND", str(meter))
+
+
+def test_trial_with_an_external_power_meter_reports_energy_per_inference(
+    tmp_path, redis_url, monkeypatch
+):
+    fake_meter(tmp_path, monkeypatch, "5.0 W")  # a USB meter that always reads 5 W
+    agent = Agent("w5", redis_url, tmp_path / "work")
+    spec = make_spec(
+        tmp_path, agent, warmup_s=0, min_queries=50, min_s=1.0, max_s=3, idle_baseline_s=0
+    )
+    outcome = agent.run_in_subprocess(spec)
+    assert outcome["status"] == "ok", outcome
+    assert outcome["energy_meter"] == "command" and outcome["idle_power_w"] is None
+    inferences = outcome["summary"]["n"] * spec.batch_size
+    # 5 W over a window of ~1 s spread over the inferences measured in it, in mJ.
+    per_inference = outcome["energy_mj_per_inference"]
+    window_s = per_inference * inferences / 1000 / 5.0
+    assert 0.9 < window_s < 3.5, window_s
+    env = outcome["environment"]
+    assert "conditions_before" in env and "conditions_after" in env
+    assert env["conditions_before"]["loadavg"] is not None
+    assert env["harness_overhead_ns"] > 0
+
+
+def test_idle_baseline_is_subtracted_from_the_energy(tmp_path, redis_url, monkeypatch):
+    fake_meter(tmp_path, monkeypatch, "5.0")  # flat power: all of it is idle power
+    agent = Agent("w6", redis_url, tmp_path / "work")
+    spec = make_spec(
+        tmp_path, agent, warmup_s=0, min_queries=50, min_s=1.0, max_s=3, idle_baseline_s=0.5
+    )
+    outcome = agent.run_in_subprocess(spec)
+    assert outcome["idle_power_w"] == pytest.approx(5.0, rel=1e-6)
+    assert abs(outcome["energy_mj_per_inference"]) < 1e-6
+
+
+def test_no_meter_means_null_energy_never_zero(tmp_path, redis_url, monkeypatch):
+    monkeypatch.delenv("EDGEBENCH_ENERGY_COMMAND", raising=False)
+    agent = Agent("w7", redis_url, tmp_path / "work")
+    spec = make_spec(tmp_path, agent, warmup_s=0, min_queries=20, min_s=0, max_s=2)
+    outcome = agent.run_in_subprocess(spec)
+    assert outcome["energy_meter"] is None and outcome["energy_mj_per_inference"] is None
+    assert outcome["import_ms"] > 0 and outcome["process_start_ms"] > 0
+    assert outcome["load_rss_delta_mb"] is not None

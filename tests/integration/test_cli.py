@@ -61,7 +61,7 @@ GOOD = "name: lab\ndevices: {tags: [lab]}\nmodels: [mlp_digits]\nbatch_sizes: [1
         (GOOD + "colour: blue\n", "unknown key 'colour'"),
         (GOOD.replace("[1, 8]", "[0]"), "batch_sizes.0"),
         (GOOD + "policy: {min_s: 10, max_s: 5}\n", "policy.max_s"),
-        (GOOD + "scenario: {kind: soak}\n", "scenario 'soak' is not supported"),
+        (GOOD + "scenario: {kind: soak}\n", "scenario soak needs minutes"),
         ("name: x\nmodels: [mlp_digits]\n", "devices: Field required"),
         ("- just\n- a list\n", "must be a YAML mapping"),
     ],

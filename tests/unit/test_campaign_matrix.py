@@ -122,22 +122,39 @@ def test_one_planned_trial_exactly():
             precision="fp32",
             batch_size=4,
             scenario="single_stream",
+            scenario_params={},
             repeat=1,
-            timeout_s=162.0,
+            timeout_s=163.0,  # warmup 2 + max_s 40 + idle baseline 1 + overhead 120
         )
     ]
 
 
-def test_timeout_is_warmup_plus_max_s_plus_overhead():
+def test_timeout_is_warmup_plus_max_s_plus_idle_baseline_plus_overhead():
     result = plan(policy={"warmup_s": 2.5, "min_queries": 10, "min_s": 1, "max_s": 40})
-    # 2.5 + 40 + 120 = 162.5
+    # 2.5 + 40 + 1 (default idle baseline) + 120 = 163.5
     assert TRIAL_OVERHEAD_S == 120.0
-    assert {t.timeout_s for t in result.trials} == {2.5 + 40 + TRIAL_OVERHEAD_S} == {162.5}
+    assert {t.timeout_s for t in result.trials} == {2.5 + 40 + 1 + TRIAL_OVERHEAD_S} == {163.5}
+
+
+def test_timeout_covers_a_soak_and_a_cool_down():
+    result = plan(
+        scenario={"kind": "soak", "minutes": 10},
+        policy={
+            "warmup_s": 1,
+            "max_s": 30,
+            "idle_baseline_s": 0,
+            "cool_below_c": 60,
+            "cool_timeout_s": 200,
+        },
+    )
+    # 1 + 600 (soak) + 0 + 200 (cool-down) + 120
+    assert {t.timeout_s for t in result.trials} == {921.0}
+    assert {tuple(t.scenario_params.items()) for t in result.trials} == {(("minutes", 10.0),)}
 
 
 def test_timeout_with_default_policy():
-    # defaults warmup_s 1 + max_s 30 + 120
-    assert {t.timeout_s for t in plan().trials} == {151.0}
+    # defaults warmup_s 1 + max_s 30 + idle baseline 1 + 120
+    assert {t.timeout_s for t in plan().trials} == {152.0}
 
 
 # --- skipped entries -------------------------------------------------------------------

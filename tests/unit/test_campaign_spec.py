@@ -166,12 +166,40 @@ def test_max_queries_below_min_queries_is_rejected():
     assert "policy.max_queries" in message
 
 
-@pytest.mark.parametrize("kind", ["offline", "paced", "poisson", "soak"])
-def test_unsupported_scenario_kind_is_named(kind):
-    message = spec_error(MINIMAL + f"scenario: {{kind: {kind}}}\n")
-    assert "scenario.kind" in message
-    assert repr(kind) in message
-    assert "not supported" in message
+@pytest.mark.parametrize(
+    "scenario, params",
+    [
+        ("{kind: offline}", {}),
+        ("{kind: paced, gap_s: 0.5}", {"gap_s": 0.5}),
+        ("{kind: poisson, rate: 20}", {"rate": 20.0, "seed": 0}),
+        ("{kind: poisson, rate: 20, seed: 7}", {"rate": 20.0, "seed": 7}),
+        ("{kind: soak, minutes: 2}", {"minutes": 2.0}),
+    ],
+)
+def test_every_scenario_kind_with_its_parameter(scenario, params):
+    spec = load_spec(MINIMAL + f"scenario: {scenario}\n")
+    assert spec.scenario.params() == params
+
+
+@pytest.mark.parametrize(
+    "scenario, expected",
+    [
+        ("{kind: paced}", "scenario paced needs gap_s"),
+        ("{kind: poisson}", "scenario poisson needs rate"),
+        ("{kind: soak}", "scenario soak needs minutes"),
+        ("{kind: single_stream, gap_s: 1}", "gap_s applies to scenario paced, not single_stream"),
+        ("{kind: paced, gap_s: 1, rate: 3}", "rate applies to scenario poisson, not paced"),
+        ("{kind: paced, gap_s: 0}", "scenario.gap_s"),
+    ],
+)
+def test_scenario_parameters_must_fit_the_kind(scenario, expected):
+    assert expected in spec_error(MINIMAL + f"scenario: {scenario}\n")
+
+
+def test_soak_duration_sets_the_measured_time():
+    spec = load_spec(MINIMAL + "scenario: {kind: soak, minutes: 2}\n")
+    assert spec.scenario.duration_s(30) == 120.0
+    assert load_spec(MINIMAL).scenario.duration_s(30) == 30
 
 
 def test_unknown_scenario_kind_is_rejected():

@@ -223,7 +223,10 @@ def test_run_trial_ok(model_file, mlp):
     assert result["summary"]["n"] == len(result["samples_ns"]) == 20  # min_queries, min_s 0
     assert all(s > 0 for s in result["samples_ns"])
     assert result["summary"]["min_ms"] > 0
-    assert result["throughput_ips"] == pytest.approx(statistics.throughput(result["samples_ns"], 1))
+    # Throughput is over the wall-clock measured window, so the loop itself is never faster
+    # than the samples say; on this loop's overhead it is within a small factor of them.
+    service = statistics.throughput(result["samples_ns"], 1)
+    assert 0.3 * service < result["throughput_ips"] <= service
     assert result["peak_rss_mb"] > 0
     assert result["model_bytes"] == model_file.stat().st_size == len(mlp.onnx_bytes)
     assert result["load_ms"] > 0
@@ -248,7 +251,8 @@ def test_run_trial_ok(model_file, mlp):
 def test_run_trial_batch_size_scales_throughput(model_file):
     result = runner.run_trial(make_spec(model_file, batch_size=8))
     samples = result["samples_ns"]
-    assert result["throughput_ips"] == pytest.approx(len(samples) * 8 * 1e9 / sum(samples))
+    service = len(samples) * 8 * 1e9 / sum(samples)
+    assert 0.3 * service < result["throughput_ips"] <= service
 
 
 def test_run_trial_accepts_a_file_uri(model_file):

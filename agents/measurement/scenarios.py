@@ -1,0 +1,181 @@
+"""Load patterns. Each drives a `run_once` callable through the timing loop and returns the
+latency samples (ns) plus a scenario-specific report.
+
+* single_stream: one query at a time, back to back: the latency distribution.
+* offline: the same loop on batched inputs; throughput is the figure that matters.
+* paced: an idle gap before every query, as event-triggered edge systems see; a short warm
+  burst afterwards gives the back-to-back latency to compare with.
+* poisson: queries arrive at a target rate (seeded exponential gaps); a query that arrives
+  while the previous one runs waits, and its latency counts from its arrival.
+* soak: back to back for a fixed time, reported per time bucket to show drift.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+from agents.measurement.timing import StoppingRule, time_runs
+
+KINDS = ("single_stream", "offline", "paced", "poisson", "soak")
+WARM_BURST = 50
+SOAK_BUCKETS = 10
+
+
+@dataclass
+class ScenarioOutcome:
+    samples_ns: List[int]
+    report: Dict[str, Any] = field(default_factory=dict)
+    measured_s: float = 0.0
+
+
+def _p(sorted_ns: List[int], q: float) -> Optional[float]:
+    """Nearest-rank percentile in ms of sorted ns samples (bucket summaries only)."""
+    if not sorted_ns:
+        return None
+    index = min(len(sorted_ns) - 1, max(0, int(round(q / 100.0 * (len(sorted_ns) - 1)))))
+    return sorted_ns[index] / 1e6
+
+
+def run(
+    kind: str,
+    run_once: Callable[[], object],
+    rule: StoppingRule,
+    params: Optional[Dict[str, float]] = None,
+    probe_temperature: Optional[Callable[[], Optional[float]]] = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ScenarioOutcome:
+    params = params or {}
+    started = time.perf_counter()
+    if kind in ("single_stream", "offline"):
+        outcome = ScenarioOutcome(time_runs(run_once, rule))
+    elif kind == "paced":
+        outcome = _paced(run_once, rule, float(params["gap_s"]), sleep)
+    elif kind == "poisson":
+        outcome = _poisson(run_once, rule, float(params["rate"]), int(params.get("seed", 0)), sleep)
+    elif kind == "soak":
+        outcome = _soak(run_once, rule, float(params["minutes"]) * 60.0, probe_temperature)
+    else:
+        raise ValueError(f"unknown scenario {kind!r} (known: {', '.join(KINDS)})")
+    outcome.measured_s = time.perf_counter() - started
+    return outcome
+
+
+def _paced(run_once, rule: StoppingRule, gap_s: float, sleep) -> ScenarioOutcome:  # noqa: ANN001
+    clock = time.perf_counter_ns
+    samples: List[int] = []
+    busy_ns = 0
+    start = clock()
+    while True:
+        sleep(gap_s)
+        before = clock()
+        run_once()
+        after = clock()
+        samples.append(after - before)
+        busy_ns += after - before
+        if rule.done(len(samples), (after - start) / 1e9):
+            break
+    warm = sorted(time_runs(run_once, StoppingRule(0, WARM_BURST, 0, rule.max_s, WARM_BURST)))
+    paced_p50 = _p(sorted(samples), 50)
+    warm_p50 = _p(warm, 50)
+    return ScenarioOutcome(
+        samples,
+        {
+            "gap_s": gap_s,
+            "warm_p50_ms": warm_p50,
+            "paced_over_warm": paced_p50 / warm_p50 if warm_p50 else None,
+            "first_after_pause_ms": samples[0] / 1e6,
+        },
+    )
+
+
+def _poisson(run_once, rule: StoppingRule, rate: float, seed: int, sleep) -> ScenarioOutcome:  # noqa: ANN001
+    clock = time.perf_counter_ns
+    gaps = random.Random(seed)
+    latencies: List[int] = []
+    service: List[int] = []
+    start = clock()
+    arrival = start
+    while True:
+        arrival += int(gaps.expovariate(rate) * 1e9)
+        now = clock()
+        if now < arrival:
+            sleep((arrival - now) / 1e9)
+        began = clock()
+        run_once()
+        done = clock()
+        latencies.append(done - arrival)
+        service.append(done - began)
+        if rule.done(len(latencies), (done - start) / 1e9):
+            break
+    elapsed_s = (clock() - start) / 1e9
+    service.sort()
+    return ScenarioOutcome(
+        latencies,
+        {
+            "offered_rate": rate,
+            "achieved_rate": len(latencies) / elapsed_s if elapsed_s > 0 else None,
+            "service_p50_ms": _p(service, 50),
+            "service_p99_ms": _p(service, 99),
+            "seed": seed,
+        },
+    )
+
+
+def _soak(run_once, rule: StoppingRule, duration_s: float, probe_temperature) -> ScenarioOutcome:  # noqa: ANN001
+    """Back to back for `duration_s`; every sample is kept up to rule.max_queries (then a
+    seeded uniform reservoir), and each of SOAK_BUCKETS time buckets is summarised whole."""
+    clock = time.perf_counter_ns
+    bucket_ns = int(duration_s * 1e9 / SOAK_BUCKETS)
+    reservoir: List[int] = []
+    chooser = random.Random(0)
+    seen = 0
+    buckets: List[Dict[str, Any]] = []
+    current: List[int] = []
+    start = clock()
+    bucket_end = start + bucket_ns
+
+    def close_bucket(index: int) -> None:
+        current.sort()
+        buckets.append(
+            {
+                "t_s": round(index * bucket_ns / 1e9, 3),
+                "n": len(current),
+                "p50_ms": _p(current, 50),
+                "p99_ms": _p(current, 99),
+                "hottest_c": probe_temperature() if probe_temperature else None,
+            }
+        )
+        current.clear()
+
+    while True:
+        before = clock()
+        run_once()
+        after = clock()
+        sample = after - before
+        current.append(sample)
+        seen += 1
+        if len(reservoir) < rule.max_queries:
+            reservoir.append(sample)
+        else:
+            slot = chooser.randrange(seen)
+            if slot < rule.max_queries:
+                reservoir[slot] = sample
+        if after >= bucket_end:
+            close_bucket(len(buckets))
+            bucket_end += bucket_ns
+            if len(buckets) >= SOAK_BUCKETS:
+                break
+    first, last = buckets[0]["p50_ms"], buckets[-1]["p50_ms"]
+    return ScenarioOutcome(
+        reservoir,
+        {
+            "duration_s": duration_s,
+            "queries": seen,
+            "kept_samples": len(reservoir),
+            "buckets": buckets,
+            "drift_pct": (last - first) / first * 100.0 if first else None,
+        },
+    )

@@ -1,0 +1,85 @@
+"""Load patterns driven through the real timing loop with cheap, known workloads."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from agents.measurement import scenarios
+from agents.measurement.timing import StoppingRule
+
+
+def busy(ms: float):
+    def run() -> None:
+        end = time.perf_counter() + ms / 1000
+        while time.perf_counter() < end:
+            pass
+
+    return run
+
+
+def test_single_stream_and_offline_use_the_stopping_rule():
+    rule = StoppingRule(0, 30, 0, 5, 30)
+    for kind in ("single_stream", "offline"):
+        outcome = scenarios.run(kind, lambda: None, rule)
+        assert len(outcome.samples_ns) == 30 and outcome.report == {}
+        assert outcome.measured_s > 0
+
+
+def test_paced_sleeps_before_every_query_and_reports_the_warm_baseline():
+    slept = []
+    rule = StoppingRule(0, 12, 0, 5, 1000)
+    outcome = scenarios.run("paced", busy(0.2), rule, {"gap_s": 0.01}, sleep=slept.append)
+    assert len(outcome.samples_ns) == 12
+    assert slept == [0.01] * 12  # one idle gap before each measured query
+    report = outcome.report
+    assert report["gap_s"] == 0.01
+    assert report["warm_p50_ms"] >= 0.2 and report["first_after_pause_ms"] >= 0.2
+    assert report["paced_over_warm"] > 0
+
+
+def test_poisson_counts_queueing_when_arrivals_outpace_the_device():
+    rule = StoppingRule(0, 40, 0, 10, 40)
+    overloaded = scenarios.run("poisson", busy(2), rule, {"rate": 2000, "seed": 1})
+    relaxed = scenarios.run("poisson", busy(2), rule, {"rate": 50, "seed": 1})
+    for outcome in (overloaded, relaxed):
+        assert len(outcome.samples_ns) == 40
+        assert outcome.report["service_p50_ms"] >= 2.0
+    # 2000/s offered to a 2 ms device: queries wait, latency from arrival grows far past service.
+    over = sorted(overloaded.samples_ns)[20] / 1e6
+    calm = sorted(relaxed.samples_ns)[20] / 1e6
+    assert over > 5 * overloaded.report["service_p50_ms"]
+    assert calm < 1.5 * relaxed.report["service_p50_ms"] + 1.0
+    assert overloaded.report["achieved_rate"] < 600 < 2000
+
+
+def test_poisson_arrivals_are_reproducible_from_the_seed():
+    def gaps(seed):
+        slept = []
+        scenarios.run("poisson", lambda: None, StoppingRule(0, 20, 0, 5, 20), {"rate": 100, "seed": seed}, sleep=slept.append)  # fmt: skip
+        return [round(s, 2) for s in slept]
+
+    assert gaps(3)[:5] == gaps(3)[:5]
+    assert gaps(3) != gaps(4)
+
+
+def test_soak_reports_ten_buckets_and_keeps_a_bounded_sample():
+    temperatures = iter(range(40, 60))
+    rule = StoppingRule(0, 1, 0, 100, 500)
+    outcome = scenarios.run(
+        "soak", busy(0.05), rule, {"minutes": 0.01}, probe_temperature=lambda: next(temperatures)
+    )
+    report = outcome.report
+    assert len(report["buckets"]) == scenarios.SOAK_BUCKETS
+    assert [b["hottest_c"] for b in report["buckets"]] == list(range(40, 50))
+    assert all(b["n"] > 0 and b["p50_ms"] >= 0.05 for b in report["buckets"])
+    assert report["queries"] == sum(b["n"] for b in report["buckets"])
+    assert len(outcome.samples_ns) == min(500, report["queries"]) == report["kept_samples"]
+    assert report["drift_pct"] is not None
+    assert 0.55 <= outcome.measured_s < 2.0
+
+
+def test_unknown_scenario_is_an_error():
+    with pytest.raises(ValueError, match="unknown scenario"):
+        scenarios.run("burst", lambda: None, StoppingRule(0, 1, 0, 1, 1))
