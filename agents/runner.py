@@ -166,7 +166,9 @@ def run_trial(
     rss_before = current_rss_mb()
     t0 = time.perf_counter_ns()
     try:
-        model = runtime.load(str(path), {"device": spec.requested_device})
+        model = runtime.load(
+            str(path), {"device": spec.requested_device, "precision": spec.precision}
+        )
     except Exception as exc:  # a runtime's own load error, reported as the trial's reason
         raise TrialError(f"{spec.runtime} could not load {spec.model}: {exc}") from None
     load_ns = time.perf_counter_ns() - t0

@@ -8,6 +8,7 @@ the store stays for the next run.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import signal
@@ -43,12 +44,17 @@ def local_device_name() -> str:
     return name or "local"
 
 
+def quick_runtimes() -> list[str]:
+    """onnxruntime, and OpenVINO beside it when installed: the same models on both."""
+    return ["onnxruntime"] + (["openvino"] if importlib.util.find_spec("openvino") else [])
+
+
 def quickstart_spec(device: str) -> dict:
     return {
         "name": "quickstart",
         "devices": {"names": [device]},
         "models": QUICK_MODELS,
-        "runtimes": ["onnxruntime"],
+        "runtimes": quick_runtimes(),
         "precisions": ["fp32"],
         "batch_sizes": QUICK_BATCH_SIZES,
         "policy": {"warmup_s": 0.5, "min_queries": 100, "min_s": 2.0, "max_s": 10.0},

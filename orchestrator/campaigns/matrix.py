@@ -13,8 +13,8 @@ from typing import Any
 
 from orchestrator.campaigns.spec import MAX_TRIALS, CampaignSpec
 
-# Which artifact format each runtime loads.
-RUNTIME_FORMATS = {"onnxruntime": "onnx"}
+# The artifact formats each runtime loads, preferred first (OpenVINO reads ONNX directly).
+RUNTIME_FORMATS = {"onnxruntime": ("onnx",), "openvino": ("openvino-ir", "onnx")}
 # Seconds allowed on top of the measurement policy for process start, load and first run.
 TRIAL_OVERHEAD_S = 120.0
 
@@ -116,9 +116,16 @@ def expand(spec: CampaignSpec, devices: list[DeviceInfo], artifacts: list[Artifa
             "batch_size": batch,
         }
         reason = None
-        fmt = RUNTIME_FORMATS.get(runtime.name)
-        artifact = by_key.get((model.name, fmt, precision)) if fmt else None
-        if fmt is None:
+        formats = RUNTIME_FORMATS.get(runtime.name)
+        artifact = next(
+            (
+                by_key[(model.name, f, precision)]
+                for f in formats or ()
+                if (model.name, f, precision) in by_key
+            ),
+            None,
+        )
+        if formats is None:
             reason = f"runtime {runtime.name} is not supported by this controller"
         elif runtime.name not in device.runtimes:
             reason = f"runtime {runtime.name} is not installed on {device.name}"
@@ -130,7 +137,7 @@ def expand(spec: CampaignSpec, devices: list[DeviceInfo], artifacts: list[Artifa
         elif model.input_size is not None:
             reason = "input_size variants are not built by this version"
         elif artifact is None:
-            reason = f"no {fmt} {precision} artifact of {model.name}"
+            reason = f"no {' or '.join(formats)} {precision} artifact of {model.name}"
         if reason:
             plan.skipped.append({**base, "reason": reason})
             continue

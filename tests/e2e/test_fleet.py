@@ -284,3 +284,27 @@ def test_every_scenario_runs_through_a_campaign(fleet, tmp_path):
     for row in rows.values():
         assert row["import_ms"] > 0 and row["process_start_ms"] > 0 and row["load_ms"] > 0
         assert row["energy_mj_per_inference"] is None  # no meter on this machine: null, not 0
+
+
+def test_onnxruntime_and_openvino_side_by_side(fleet, tmp_path):
+    fleet.start_controller()
+    fleet.start_agent("duo")
+    fleet.wait_until(online(fleet, "duo"), 60, "the agent to register")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "name: duo\ndevices: {names: [duo]}\nmodels: [small_cnn_96]\n"
+        "runtimes: [onnxruntime, openvino, {name: openvino, device: AUTO}]\n" + QUICK_POLICY
+    )
+    done = fleet.cli("campaign", "submit", str(spec), "--wait", "--timeout", "120", timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "onnxruntime/CPU" in done.stdout and "openvino/CPU" in done.stdout
+    rows = json.loads(fleet.cli("results", "export").stdout)
+    placed = sorted(
+        (r["runtime"], r["requested_device"], r["actual_device"], r["fallback"]) for r in rows
+    )
+    assert placed == [
+        ("onnxruntime", "CPU", "CPU", False),
+        ("openvino", "AUTO", "CPU", False),
+        ("openvino", "CPU", "CPU", False),
+    ]
+    assert all(r["status"] == "done" and r["p50_ms"] > 0 for r in rows)

@@ -240,7 +240,7 @@ def test_design_example_plans_with_skips():
     assert len(result.skipped) == 3 * 2 * 3 * 2 * 2 - 6
     reasons = {s["reason"] for s in result.skipped}
     assert "runtime litert is not supported by this controller" in reasons
-    assert "runtime openvino is not supported by this controller" in reasons
+    assert "runtime openvino is not installed on pi4-a" in reasons
     assert "no onnx int8 artifact of mobilenet_v2" in reasons
     assert "input_size variants are not built by this version" in reasons
 
@@ -301,3 +301,26 @@ def test_more_than_max_trials_is_rejected():
     # 101 batch sizes x 100 repeats = 10_100
     with pytest.raises(PlanError, match="more than 10000 trials"):
         plan(devices={"names": ["pi4-a"]}, batch_sizes=list(range(1, 102)), repeats=100)
+
+
+def test_openvino_runs_the_onnx_artifact_until_an_ir_exists():
+    from orchestrator.campaigns.matrix import ArtifactInfo, DeviceInfo
+    from orchestrator.campaigns.spec import parse_spec
+
+    device = DeviceInfo(
+        "x86", "x86_64-cpu", (), {"onnxruntime": ["CPU"], "openvino": ["CPU", "AUTO"]}
+    )
+    onnx = ArtifactInfo(1, "m", "onnx", "fp32")
+    ir = ArtifactInfo(2, "m", "openvino-ir", "fp32")
+    spec = parse_spec(
+        {"name": "c", "devices": {"names": ["x86"]}, "models": ["m"],
+         "runtimes": ["onnxruntime", "openvino", {"name": "openvino", "device": "GPU"}]}
+    )  # fmt: skip
+    planned = expand(spec, [device], [onnx])
+    assert [(t.runtime, t.requested_device, t.model_id) for t in planned.trials] == [
+        ("onnxruntime", "CPU", 1),
+        ("openvino", "CPU", 1),
+    ]
+    assert planned.skipped[0]["reason"] == "openvino on x86 offers no GPU (offers: CPU, AUTO)"
+    with_ir = expand(spec, [device], [onnx, ir])
+    assert [t.model_id for t in with_ir.trials if t.runtime == "openvino"] == [2]

@@ -1,0 +1,106 @@
+"""OpenVINO adapter: reads ONNX (or IR) models and compiles them for CPU, GPU, NPU or AUTO."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any, Dict, List, Optional
+
+# AUTO lets OpenVINO choose; whatever it picks is not a fallback.
+VIRTUAL_DEVICES = ("AUTO",)
+# OpenVINO's CPU plugin silently computes in bf16 on CPUs that have it (AVX512-BF16, AMX):
+# a trial asks for its precision explicitly, so an "fp32" number is an fp32 number.
+PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
+
+
+class LoadedOpenVinoModel:
+    def __init__(self, compiled: Any, requested: str) -> None:
+        self._compiled = compiled
+        self._request = compiled.create_infer_request()
+        self._requested = requested
+
+    def inputs(self) -> List[Dict[str, Any]]:
+        described = []
+        for port in self._compiled.inputs:
+            shape = port.get_partial_shape()
+            dims = [d.get_length() if d.is_static else None for d in shape]
+            described.append(
+                {
+                    "name": port.get_any_name(),
+                    "shape": dims,
+                    "dtype": port.get_element_type().to_dtype().name,
+                }
+            )
+        return described
+
+    def run(self, feed: Dict[str, Any]) -> List[Any]:
+        results = self._request.infer(feed)
+        return list(results.values())
+
+    def placement(self) -> Dict[str, Any]:
+        executed = list(self._compiled.get_property("EXECUTION_DEVICES"))
+        actual = ",".join(executed) if executed else None
+        fallback = None
+        if executed:
+            fallback = self._requested not in VIRTUAL_DEVICES and any(
+                not device.startswith(self._requested) for device in executed
+            )
+        try:
+            precision = self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        except RuntimeError:  # a plugin without the property
+            precision = None
+        return {
+            "execution_devices": executed,
+            "inference_precision": precision,
+            "requested_device": self._requested,
+            "actual_device": actual,
+            "fallback": fallback,
+        }
+
+    def close(self) -> None:
+        self._request = None
+        self._compiled = None
+
+
+class OpenVinoAdapter:
+    name = "openvino"
+    import_name = "openvino"
+
+    def available(self) -> bool:
+        return importlib.util.find_spec("openvino") is not None
+
+    def version(self) -> Optional[str]:
+        if not self.available():
+            return None
+        import openvino
+
+        return openvino.get_version().split("-")[0]
+
+    def devices(self) -> List[str]:
+        if not self.available():
+            return []
+        import openvino
+
+        found = list(openvino.Core().available_devices)
+        return found + list(VIRTUAL_DEVICES) if found else []
+
+    def load(self, path: str, options: Optional[Dict[str, Any]] = None) -> LoadedOpenVinoModel:
+        import openvino
+
+        options = options or {}
+        device = options.get("device", "CPU")
+        core = openvino.Core()
+        known = list(core.available_devices) + list(VIRTUAL_DEVICES)
+        if not any(device == k or device.startswith(k.split(".")[0]) for k in known):
+            raise ValueError(
+                f"OpenVINO has no device {device!r} here (available: {', '.join(known)})"
+            )
+        config = {"PERFORMANCE_HINT": options.get("performance_hint", "LATENCY")}
+        precision = PRECISION_HINTS.get(options.get("precision", "fp32"))
+        if precision and device.split(".")[0] in ("CPU", "GPU"):
+            config["INFERENCE_PRECISION_HINT"] = precision
+        if options.get("cache_dir"):
+            config["CACHE_DIR"] = str(options["cache_dir"])
+        if options.get("num_streams"):
+            config["NUM_STREAMS"] = str(options["num_streams"])
+        compiled = core.compile_model(core.read_model(path), device, config)
+        return LoadedOpenVinoModel(compiled, device)
