@@ -1,0 +1,109 @@
+"""Does edgebench agree with the vendor's own tool, and how much sooner does it know?
+
+1. Agreement: OpenVINO's `benchmark_app` (shipped in the openvino wheel) and an edgebench
+   trial (agents.runner, the code a device runs) measure the same ONNX model on this CPU
+   with the same settings: sync API / single stream, latency hint, fp32, batch 1, a 5 s
+   measured window. Rounds alternate the two tools; the figure is the median of the
+   per-round ratios edgebench p50 / benchmark_app median (target within ±5 %).
+2. Time to a valid result: from each edgebench trial's samples, the measured time after
+   which the 95 % confidence interval of the median is within ±1 % of it, compared with
+   benchmark_app's default duration on CPU (printed by a run without -t).
+
+Usage: .venv/bin/python bench/vendor_agreement.py [--rounds 3] [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+import shutil
+import statistics as stdlib_statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from agents import runner
+from agents.contract import ArtifactRef, InputSpec, MeasurementPolicy, TrialSpec
+from agents.contract.statistics import median_ci
+from orchestrator.artifacts.builtin_models import mlp, small_cnn
+
+MEDIAN = re.compile(r"Median:\s+([\d.]+)\s*(us|ms)")
+
+
+def benchmark_app_median_ms(model: Path, shape: str, seconds: float) -> float:
+    beside = Path(sys.executable).parent / "benchmark_app"  # the venv's, when not on PATH
+    tool = str(beside) if beside.exists() else shutil.which("benchmark_app")
+    if tool is None:
+        raise SystemExit("benchmark_app not found: pip install openvino")
+    out = subprocess.run(
+        [tool, "-m", str(model), "-d", "CPU", "-hint", "latency", "-api", "sync",
+         "-infer_precision", "f32", "-shape", shape, "-t", str(int(seconds))],
+        capture_output=True, text=True, check=True, timeout=seconds + 120,
+    ).stdout  # fmt: skip
+    value, unit = MEDIAN.search(out).groups()
+    return float(value) / (1000.0 if unit == "us" else 1.0)
+
+
+def edgebench_trial(built, path: Path, seconds: float) -> dict:  # noqa: ANN001
+    data = path.read_bytes()
+    spec = TrialSpec(
+        trial_id="0" * 32, attempt=1, boot_id="bench", campaign_id=0, device="bench",
+        model=built.name,
+        artifact=ArtifactRef(sha256=hashlib.sha256(data).hexdigest(), size=len(data), format="onnx", uri=str(path)),
+        inputs=[InputSpec(**i) for i in built.inputs], runtime="openvino", batch_size=1,
+        policy=MeasurementPolicy(warmup_s=0.5, min_queries=100, min_s=seconds, max_s=seconds,
+                                 max_queries=500_000, idle_baseline_s=0),
+        timeout_s=seconds + 120,
+    )  # fmt: skip
+    return runner.run_trial(spec)
+
+
+def seconds_to_precise_median(samples_ns: list[int], within: float = 0.01) -> float | None:
+    """Measured seconds until the 95 % median CI is within ±`within` of the median."""
+    step = max(20, len(samples_ns) // 200)
+    for n in range(step, len(samples_ns) + 1, step):
+        prefix = sorted(samples_ns[:n])
+        interval = median_ci(prefix)
+        median = prefix[n // 2]
+        if (
+            interval
+            and interval[1] - median <= within * median
+            and median - interval[0] <= within * median
+        ):
+            return sum(samples_ns[:n]) / 1e9
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        for built, shape in ((small_cnn(), "input[1,3,96,96]"), (mlp(), "input[1,64]")):
+            path = Path(tmp) / f"{built.name}.onnx"
+            path.write_bytes(built.onnx_bytes)
+            ratios, times = [], []
+            for round_ in range(args.rounds):
+                vendor = benchmark_app_median_ms(path, shape, args.seconds)
+                ours = edgebench_trial(built, path, args.seconds)
+                ratio = ours["summary"]["p50_ms"] / vendor
+                ratios.append(ratio)
+                times.append(seconds_to_precise_median(ours["samples_ns"]))
+                print(
+                    f"{built.name:<14} round {round_ + 1}: benchmark_app median {vendor:.4f} ms, "
+                    f"edgebench p50 {ours['summary']['p50_ms']:.4f} ms, ratio {ratio:.3f}, "
+                    f"median known to ±1 % after {times[-1] or float('nan'):.2f} s"
+                )
+            known = [t for t in times if t is not None]
+            print(
+                f"{built.name:<14} median ratio {stdlib_statistics.median(ratios):.3f} "
+                f"({(stdlib_statistics.median(ratios) - 1) * 100:+.1f} %); median ±1 % after "
+                f"{stdlib_statistics.median(known) if known else float('nan'):.2f} s of measuring\n"
+            )
+
+
+if __name__ == "__main__":
+    main()
