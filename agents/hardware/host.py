@@ -76,8 +76,12 @@ def device_class(arch: str, board: Optional[str]) -> str:
 
 def probe(root: Path = Path("/")) -> Dict[str, Any]:
     """All host facts. Values that cannot be read are None, never guessed."""
+    from agents.hardware import accelerators, boards, cpu_features
+
     root = Path(root)
-    arch = platform.machine() if root == Path("/") else None
+    features = cpu_features.cpu_features(root)
+    arch = platform.machine() if root == Path("/") else features.get("isa")
+    board_info = boards.detect_board(root)
     board = device_tree_model(root)
     facts: Dict[str, Any] = {
         "cpu_model": cpu_model(root),
@@ -87,7 +91,11 @@ def probe(root: Path = Path("/")) -> Dict[str, Any]:
         "os": os_name(root),
         "kernel": kernel(root),
         "board": board,
+        "board_info": board_info,
+        "accelerators": accelerators.detect_accelerators(root),
+        "cpu_features": features.get("features"),
         "python": platform.python_version(),
     }
-    facts["device_class"] = device_class(arch or "unknown", board)
+    known_class = board_info.get("device_class") if board_info else None
+    facts["device_class"] = known_class or device_class(arch or "unknown", board)
     return facts

@@ -32,6 +32,15 @@ def reader(url: str) -> sessionmaker[Session]:
     return session_factory(url)
 
 
+def _accelerator_names(facts: dict[str, Any]) -> str:
+    names = []
+    for found in facts.get("accelerators") or []:
+        name = str(found.get("kind"))
+        speed = found.get("usb_speed_mbps")
+        names.append(f"{name} (USB {found.get('usb_generation')})" if speed else name)
+    return ", ".join(names)
+
+
 def _runtime_names(facts: dict[str, Any]) -> list[str]:
     return [f"{r.get('name')} {r.get('version')}" for r in facts.get("runtimes", [])]
 
@@ -67,6 +76,7 @@ def devices_overview(
                 "cores": facts.get("logical_cores"),
                 "memory_mb": facts.get("memory_mb"),
                 "runtimes": ", ".join(_runtime_names(facts)),
+                "accelerators": _accelerator_names(facts),
                 "trials_done": counts.get(device.id, 0),
             }
         )

@@ -70,8 +70,10 @@ def test_x86_probe():
     assert facts["os"] == "Debian GNU/Linux 12 (bookworm)"
     assert facts["kernel"] == "6.18.44-fc-v595"
     assert facts["board"] is None
-    # the architecture is not read from a tree, so it is None, not this machine's
-    assert facts["arch"] is None
+    # in a recorded tree the architecture comes from its /proc/cpuinfo, not this machine
+    assert facts["arch"] == "x86_64"
+    assert facts["device_class"] == "x86_64-cpu"
+    assert "avx2" in facts["cpu_features"] and facts["accelerators"] == []
 
 
 # --- hand-written Raspberry Pi 4 -------------------------------------------------------
@@ -102,7 +104,7 @@ def test_pi4_probe():
     assert facts["device_class"] == "raspberry-pi-4"
     assert facts["logical_cores"] == 4
     assert facts["memory_mb"] is None
-    assert facts["arch"] is None
+    assert facts["arch"] == "arm64"  # from the tree's cpuinfo Features line
 
 
 # --- device_class ----------------------------------------------------------------------
