@@ -156,3 +156,16 @@ def test_no_meter_means_null_energy_never_zero(tmp_path, redis_url, monkeypatch)
     assert outcome["energy_meter"] is None and outcome["energy_mj_per_inference"] is None
     assert outcome["import_ms"] > 0 and outcome["process_start_ms"] > 0
     assert outcome["load_rss_delta_mb"] is not None
+
+
+def test_peak_memory_is_the_trials_own_not_the_agents(tmp_path, redis_url):
+    """A fat agent (here 600 MB resident) must not show up as the trial's peak RSS."""
+    ballast = bytearray(600 * 1024 * 1024)
+    for offset in range(0, len(ballast), 4096):  # touch every page so it is resident
+        ballast[offset] = 1
+    agent = Agent("w8", redis_url, tmp_path / "work")
+    spec = make_spec(tmp_path, agent, warmup_s=0, min_queries=20, min_s=0, max_s=2)
+    outcome = agent.run_in_subprocess(spec)
+    assert outcome["status"] == "ok"
+    assert 20 < outcome["peak_rss_mb"] < 400, outcome["peak_rss_mb"]
+    del ballast
