@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agents.contract import EMBEDDED_BROKER_FILE
+from orchestrator.child_process import terminate_with_parent
 
 
 class BrokerError(RuntimeError):
@@ -112,6 +113,7 @@ def start(home: Path, record: bool = True, port: int | None = None) -> EmbeddedB
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        preexec_fn=terminate_with_parent,
     )
     url = f"redis://:{password}@127.0.0.1:{port}/0"
     _wait_ready(process, port, password)

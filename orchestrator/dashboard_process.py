@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from orchestrator.child_process import terminate_with_parent
+
 
 class DashboardError(RuntimeError):
     pass
@@ -38,6 +40,7 @@ def start(
         stderr=subprocess.STDOUT if output else None,
         start_new_session=True,
         env=env if env is not None else os.environ.copy(),
+        preexec_fn=terminate_with_parent,
     )
 
 

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from orchestrator import broker, dashboard_process, planning
 from orchestrator.artifacts.registry import build_and_register
 from orchestrator.campaigns.spec import parse_spec
+from orchestrator.child_process import terminate_with_parent
 from orchestrator.cli.store_access import console
 from orchestrator.settings import Settings
 from orchestrator.store import migrate
@@ -70,6 +71,7 @@ def _spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.P
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches us; we stop the children in order
+            preexec_fn=terminate_with_parent,
         )
 
 

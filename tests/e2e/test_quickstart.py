@@ -94,8 +94,10 @@ def test_quickstart_measures_serves_the_dashboard_and_stops_everything_on_ctrl_c
         assert process.wait(60) == 0
     finally:
         if process.poll() is None:
-            process.kill()
-    time.sleep(0.5)
+            process.kill()  # its children get SIGTERM from the kernel (PR_SET_PDEATHSIG)
+    deadline = time.monotonic() + 30
+    while processes_using(home) and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert processes_using(home) == []
     assert (home / "edgebench.db").exists()  # the store stays
     assert not (home / "broker.json").exists()
@@ -145,3 +147,23 @@ def test_server_records_its_embedded_broker_and_agent_finds_it(tmp_path):
                 process.wait(30)
     assert not (home / "broker.json").exists()
     assert processes_using(home) == []
+
+
+def test_children_stop_even_when_quickstart_is_killed_hard(tmp_path):
+    home = tmp_path / "home"
+    out = tmp_path / "out.txt"
+    with open(out, "wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.cli.main", "quickstart", "--port", str(free_port())],
+            env=clean_env(home), stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        wait_for_text(out, r"device\s+\S+ registered", process, timeout=120)
+        assert len(processes_using(home)) >= 3  # quickstart, controller, agent (and redis)
+    finally:
+        process.kill()  # SIGKILL: no handler runs
+        process.wait()
+    deadline = time.monotonic() + 40
+    while processes_using(home) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert processes_using(home) == []  # controller, agent and the embedded redis-server
