@@ -195,6 +195,7 @@ def run_trial(
         rule = timing.StoppingRule(
             policy.warmup_s, policy.min_queries, policy.min_s, policy.max_s, policy.max_queries
         )
+        # Wall-clock marks (not durations): they place the trial among other processes.
         env["measure_start_unix"] = time.time()
         if meter is not None:
             meter.start()
@@ -203,7 +204,9 @@ def run_trial(
             lambda: model.run(feed),
             rule,
             spec.scenario_params,
-            probe_temperature=lambda: conditions.hottest_c(conditions.snapshot(root)),
+            probe_temperature=lambda: conditions.hottest_c(
+                {"thermal_c": conditions.thermal_c(root)}
+            ),
         )
         window_j = meter.stop() if meter is not None else None
         env["measure_end_unix"] = time.time()

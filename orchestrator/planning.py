@@ -8,11 +8,10 @@ from sqlalchemy.orm import Session
 from orchestrator.campaigns.matrix import ArtifactInfo, DeviceInfo, Plan, expand
 from orchestrator.campaigns.spec import CampaignSpec
 from orchestrator.store import repository
-from orchestrator.store.models import Campaign, Device, Model, utcnow
+from orchestrator.store.models import Campaign, Device, Model
 
 
-def device_infos(session: Session, offline_after_s: float) -> list[DeviceInfo]:
-    now = utcnow()
+def device_infos(session: Session) -> list[DeviceInfo]:
     infos = []
     for device in session.scalars(select(Device).where(Device.retired.is_(False))):
         runtimes = {
@@ -24,7 +23,6 @@ def device_infos(session: Session, offline_after_s: float) -> list[DeviceInfo]:
                 device_class=device.device_class,
                 tags=tuple(device.tags or ()),
                 runtimes=runtimes,
-                online=repository.is_online(device, now, offline_after_s),
             )
         )
     return infos
@@ -37,11 +35,11 @@ def artifact_infos(session: Session) -> list[ArtifactInfo]:
     ]
 
 
-def plan(session: Session, spec: CampaignSpec, offline_after_s: float) -> Plan:
-    return expand(spec, device_infos(session, offline_after_s), artifact_infos(session))
+def plan(session: Session, spec: CampaignSpec) -> Plan:
+    return expand(spec, device_infos(session), artifact_infos(session))
 
 
-def submit(session: Session, spec: CampaignSpec, offline_after_s: float) -> tuple[Campaign, Plan]:
+def submit(session: Session, spec: CampaignSpec) -> tuple[Campaign, Plan]:
     """Write the campaign and its trials (pending); the controller's scheduler sends them."""
-    planned = plan(session, spec, offline_after_s)
+    planned = plan(session, spec)
     return repository.create_campaign(session, spec, planned), planned

@@ -169,7 +169,7 @@ def run(settings: Settings, dashboard_port: int | None) -> None:
         console.print(f"[bold]device[/bold]   {name} registered")
         spec = parse_spec(quickstart_spec(name))
         with sessions.begin() as session:
-            campaign, plan = planning.submit(session, spec, settings.offline_after_s)
+            campaign, plan = planning.submit(session, spec)
             campaign_id = campaign.id
         console.print(f"[bold]campaign[/bold] {campaign_id}: {len(plan.trials)} trials")
         wait_for(

@@ -100,7 +100,7 @@ def seed_store(url: str) -> dict[str, Any]:
                 "policy": {"warmup_s": 0, "min_queries": 1, "min_s": 0, "max_s": 1},
             }
         )
-        campaign, plan = planning.submit(session, spec, offline_after_s=3600)
+        campaign, plan = planning.submit(session, spec)
         campaign_id = campaign.id
         if plan.skipped:
             raise RuntimeError(f"seed campaign skipped combinations: {plan.skipped}")

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
+from agents.contract import statistics
 from agents.measurement.timing import StoppingRule, time_runs
 
 KINDS = ("single_stream", "offline", "paced", "poisson", "soak")
@@ -32,11 +33,8 @@ class ScenarioOutcome:
 
 
 def _p(sorted_ns: List[int], q: float) -> Optional[float]:
-    """Nearest-rank percentile in ms of sorted ns samples (bucket summaries only)."""
-    if not sorted_ns:
-        return None
-    index = min(len(sorted_ns) - 1, max(0, int(round(q / 100.0 * (len(sorted_ns) - 1)))))
-    return sorted_ns[index] / 1e6
+    """Percentile in ms of sorted ns samples, the same definition as every summary."""
+    return statistics.percentile(sorted_ns, q) / 1e6 if sorted_ns else None
 
 
 def run(

@@ -25,7 +25,6 @@ class DeviceInfo:
     device_class: str
     tags: tuple[str, ...]
     runtimes: dict[str, list[str]]  # runtime name -> devices/providers it offers
-    online: bool = True
 
 
 @dataclass(frozen=True)

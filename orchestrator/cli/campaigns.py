@@ -59,7 +59,7 @@ def plan_command(spec: Path) -> None:
     settings = Settings()
     with open_sessions(settings)() as session:
         try:
-            planned = planning.plan(session, parsed, settings.offline_after_s)
+            planned = planning.plan(session, parsed)
         except PlanError as exc:
             fail(str(exc), code=2)
     _print_plan(planned)
@@ -84,7 +84,7 @@ def submit(
     sessions = open_sessions(settings)
     with sessions.begin() as session:
         try:
-            campaign, planned = planning.submit(session, parsed, settings.offline_after_s)
+            campaign, planned = planning.submit(session, parsed)
         except PlanError as exc:
             fail(str(exc), code=2)
         campaign_id = campaign.id

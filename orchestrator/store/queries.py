@@ -46,18 +46,19 @@ def _runtime_names(facts: dict[str, Any]) -> list[str]:
 
 
 def devices_overview(
-    session: Session, offline_after_s: float, include_retired: bool = False
+    session: Session,
+    offline_after_s: float,
+    include_retired: bool = False,
+    name: str | None = None,
 ) -> list[dict[str, Any]]:
     now = utcnow()
-    counts = dict(
-        session.execute(
-            select(Trial.device_id, func.count())
-            .where(Trial.state == "done")
-            .group_by(Trial.device_id)
-        ).all()
-    )
-    rows = []
+    done = select(Trial.device_id, func.count()).where(Trial.state == "done")
     query = select(Device).order_by(Device.name)
+    if name is not None:
+        done = done.join(Device, Trial.device_id == Device.id).where(Device.name == name)
+        query = query.where(Device.name == name)
+    counts = dict(session.execute(done.group_by(Trial.device_id)).all())
+    rows = []
     if not include_retired:
         query = query.where(Device.retired.is_(False))
     for device in session.scalars(query):
@@ -87,9 +88,7 @@ def device_detail(session: Session, name: str, offline_after_s: float) -> dict[s
     device = session.scalar(select(Device).where(Device.name == name))
     if device is None:
         return None
-    overview = next(
-        (d for d in devices_overview(session, offline_after_s, True) if d["name"] == name), {}
-    )
+    [overview] = devices_overview(session, offline_after_s, include_retired=True, name=name)
     return {
         **overview,
         "registered_at": as_utc(device.registered_at),
@@ -99,16 +98,18 @@ def device_detail(session: Session, name: str, offline_after_s: float) -> dict[s
     }
 
 
-def campaigns_overview(session: Session) -> list[dict[str, Any]]:
+def campaigns_overview(session: Session, campaign_id: int | None = None) -> list[dict[str, Any]]:
+    """Every campaign (or just one) with its trials counted by state."""
+    tally = select(Trial.campaign_id, Trial.state, func.count())
+    query = select(Campaign).order_by(Campaign.id.desc())
+    if campaign_id is not None:
+        tally = tally.where(Trial.campaign_id == campaign_id)
+        query = query.where(Campaign.id == campaign_id)
     counts: dict[int, Counter] = {}
-    for campaign_id, state, number in session.execute(
-        select(Trial.campaign_id, Trial.state, func.count()).group_by(
-            Trial.campaign_id, Trial.state
-        )
-    ):
-        counts.setdefault(campaign_id, Counter())[state] = number
+    for cid, state, number in session.execute(tally.group_by(Trial.campaign_id, Trial.state)):
+        counts.setdefault(cid, Counter())[state] = number
     rows = []
-    for campaign in session.scalars(select(Campaign).order_by(Campaign.id.desc())):
+    for campaign in session.scalars(query):
         states = counts.get(campaign.id, Counter())
         total = sum(states.values())
         rows.append(
@@ -131,10 +132,9 @@ def campaigns_overview(session: Session) -> list[dict[str, Any]]:
 
 
 def campaign_progress(session: Session, campaign_id: int) -> dict[str, Any] | None:
-    for row in campaigns_overview(session):
-        if row["id"] == campaign_id:
-            return row
-    return None
+    """One campaign's counts: what `campaign submit --wait` polls twice a second."""
+    rows = campaigns_overview(session, campaign_id)
+    return rows[0] if rows else None
 
 
 def campaign_trials(

@@ -91,17 +91,15 @@ def retire_device(session: Session, name: str) -> Device:
         raise StoreError(f"no device named {name}")
     device.retired = True
     now = utcnow()
+    touched = set()
     for trial in session.scalars(
         select(Trial).where(Trial.device_id == device.id, Trial.state.not_in(TERMINAL))
     ):
         trial.state, trial.error, trial.finished_at = CANCELLED, f"device {name} was retired", now
-    for campaign_id in {t.campaign_id for t in device_trials(session, device.id)}:
+        touched.add(trial.campaign_id)
+    for campaign_id in touched:
         settle_campaign(session, campaign_id)
     return device
-
-
-def device_trials(session: Session, device_id: int) -> list[Trial]:
-    return list(session.scalars(select(Trial).where(Trial.device_id == device_id)))
 
 
 # -- models --------------------------------------------------------------------------

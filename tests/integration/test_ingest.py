@@ -53,7 +53,7 @@ def world(store_url, tmp_path):
                 "batch_sizes": [1, 8],
             }
         )
-        campaign, plan = planning.submit(session, spec, offline_after_s=60)
+        campaign, plan = planning.submit(session, spec)
     assert len(plan.trials) == 4
     return sessions, campaign.id
 

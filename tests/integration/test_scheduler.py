@@ -48,7 +48,7 @@ def setup(store_url, redis_url, tmp_path):
                 "batch_sizes": [1, 2],
             }
         )
-        planning.submit(session, spec, offline_after_s=10)
+        planning.submit(session, spec)
     return sessions, control_app(redis_url), client
 
 
