@@ -227,6 +227,11 @@ class TrialResult(_Message):
     energy_meter: Optional[str] = None
     idle_power_w: Optional[float] = None
     energy_mj_per_inference: Optional[float] = None
+    fidelity_max_abs_error: Optional[float] = None
+    fidelity_cosine: Optional[float] = None
+    fidelity_top1_agreement: Optional[float] = None
+    accuracy: Optional[float] = None
+    accuracy_n: Optional[int] = None
     samples_ns: List[int] = Field(default=[], max_length=MAX_SAMPLES)
     environment: Dict[str, Any] = {}
     sent_at: float

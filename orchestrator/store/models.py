@@ -68,8 +68,38 @@ class Device(Base):
     registration_sent_at: Mapped[Optional[float]] = mapped_column(Float)
 
 
+class ModelCard(Base):
+    """What a model is, apart from its files: task, inputs, provenance, and the data that
+    lets a trial measure fidelity (fp32 reference outputs) and accuracy (labelled data).
+
+    ``data`` maps a role ("reference", "evaluation", "sample_input") to a stored file:
+    {"sha256", "size", "path"}. ``name`` is the variant name the artifacts carry
+    (e.g. mobilenet_v2_96); ``family`` and ``input_size`` group the input-size variants.
+    """
+
+    __tablename__ = "model_cards"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    family: Mapped[str] = mapped_column(String(128))
+    input_size: Mapped[Optional[int]] = mapped_column(Integer)
+    version: Mapped[str] = mapped_column(String(32))
+    task: Mapped[str] = mapped_column(String(64))
+    layout: Mapped[Optional[str]] = mapped_column(String(16))
+    preprocessing: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    inputs: Mapped[list[Any]] = mapped_column(default=list)
+    source: Mapped[str] = mapped_column(Text)
+    license: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    recipe: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class Model(Base):
-    """A model artifact the controller can send: content-addressed by sha256."""
+    """A model artifact the controller can send: content-addressed by sha256.
+
+    One row per (model variant, format, precision); ``name`` matches a ModelCard's name.
+    """
 
     __tablename__ = "models"
     __table_args__ = (UniqueConstraint("name", "format", "precision"),)
@@ -181,6 +211,13 @@ class Result(Base):
     energy_meter: Mapped[Optional[str]] = mapped_column(String(32))
     idle_power_w: Mapped[Optional[float]] = mapped_column(Float)
     energy_mj_per_inference: Mapped[Optional[float]] = mapped_column(Float)
+    # Output fidelity against the model's fp32 reference outputs, and top-1 accuracy on
+    # its labelled evaluation data: null when the model has no such data.
+    fidelity_max_abs_error: Mapped[Optional[float]] = mapped_column(Float)
+    fidelity_cosine: Mapped[Optional[float]] = mapped_column(Float)
+    fidelity_top1_agreement: Mapped[Optional[float]] = mapped_column(Float)
+    accuracy: Mapped[Optional[float]] = mapped_column(Float)
+    accuracy_n: Mapped[Optional[int]] = mapped_column(Integer)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     trial: Mapped[Trial] = relationship(back_populates="result")

@@ -21,7 +21,8 @@ EXPORT_FIELDS = [
     "p90_ms", "p95_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "stdev_ms", "cv", "unstable",
     "median_ci_low_ms", "median_ci_high_ms", "p90_es_ms", "p99_es_ms", "throughput_ips",
     "process_start_ms", "import_ms", "load_ms", "first_inference_ms", "peak_rss_mb",
-    "load_rss_delta_mb", "model_bytes", "accuracy", "fidelity_cosine", "energy_mj_per_inference",
+    "load_rss_delta_mb", "model_bytes", "accuracy", "accuracy_n", "fidelity_cosine",
+    "fidelity_max_abs_error", "fidelity_top1_agreement", "energy_mj_per_inference",
     "idle_power_w", "energy_meter", "throttled", "scenario_params", "scenario_report",
     "finished_at",
 ]  # fmt: skip
@@ -229,7 +230,9 @@ def result_rows(
                 "p90_es_ms", "p99_es_ms", "throughput_ips", "load_ms", "first_inference_ms",
                 "peak_rss_mb", "model_bytes", "runtime_version", "actual_device", "fallback",
                 "process_start_ms", "import_ms", "load_rss_delta_mb", "energy_mj_per_inference",
-                "idle_power_w", "energy_meter", "throttled", "scenario_report",
+                "idle_power_w", "energy_meter", "throttled", "scenario_report", "accuracy",
+                "accuracy_n", "fidelity_cosine", "fidelity_max_abs_error",
+                "fidelity_top1_agreement",
             ):  # fmt: skip
                 row[name] = getattr(result, name)
         rows.append(row)

@@ -290,6 +290,11 @@ def record_result(session: Session, message: TrialResult) -> str:
         energy_meter=message.energy_meter,
         idle_power_w=message.idle_power_w,
         energy_mj_per_inference=message.energy_mj_per_inference,
+        fidelity_max_abs_error=message.fidelity_max_abs_error,
+        fidelity_cosine=message.fidelity_cosine,
+        fidelity_top1_agreement=message.fidelity_top1_agreement,
+        accuracy=message.accuracy,
+        accuracy_n=message.accuracy_n,
     )
     session.add(result)
     session.flush()
