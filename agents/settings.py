@@ -5,9 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agents.contract import read_embedded_broker_url
+
+# Written by the controller's artifact server (orchestrator.artifacts.http_server), mode 0600.
+ARTIFACT_TOKEN_FILE = "artifact_token"
 
 
 class AgentSettings(BaseSettings):
@@ -19,6 +23,11 @@ class AgentSettings(BaseSettings):
     work_dir: Optional[Path] = None
     # A command printing the device's power draw in watts (USB meter, smart plug script).
     energy_command: Optional[str] = None
+    # Artifacts served over HTTP are cached here (default: the agent's work folder).
+    artifact_cache_dir: Optional[Path] = None
+    artifact_cache_bytes: int = Field(2 * 1024**3, ge=0)
+    # The controller's artifact token; on the controller's machine, read from its record.
+    artifact_token: Optional[str] = None
 
     def resolved_broker_url(self) -> str:
         url = self.broker_url or read_embedded_broker_url(self.home)
@@ -31,3 +40,15 @@ class AgentSettings(BaseSettings):
 
     def trial_dir(self) -> Path:
         return self.work_dir or (self.home / "agent")
+
+    def artifact_cache(self, device: str) -> Path:
+        return self.artifact_cache_dir or (self.trial_dir() / device / "artifacts")
+
+    def resolved_artifact_token(self) -> Optional[str]:
+        """EDGEBENCH_ARTIFACT_TOKEN, else the token a controller on this machine recorded."""
+        if self.artifact_token:
+            return self.artifact_token
+        try:
+            return (self.home / ARTIFACT_TOKEN_FILE).read_text().strip() or None
+        except OSError:
+            return None
