@@ -167,6 +167,9 @@ def run(settings: Settings, dashboard_port: int | None) -> None:
 
         _wait_for_device(sessions, name, started, children)
         console.print(f"[bold]device[/bold]   {name} registered")
+        served = settings.resolved_artifact_base_url()
+        if served:  # the controller serves the models over HTTP; the agent downloads them
+            console.print(f"[bold]artifacts[/bold] served at {served}")
         spec = parse_spec(quickstart_spec(name))
         with sessions.begin() as session:
             campaign, plan = planning.submit(session, spec)

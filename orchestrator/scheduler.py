@@ -36,7 +36,10 @@ def trial_spec(trial: Trial) -> TrialSpec:
         device=trial.device.name,
         model=model.name,
         artifact=ArtifactRef(
-            sha256=model.sha256, size=model.size, format=model.format, uri=model.path
+            sha256=model.sha256,
+            size=model.size,
+            format=model.format,
+            uri=Settings().artifact_uri(model.sha256, model.path),
         ),
         inputs=[InputSpec(**spec) for spec in model.inputs],
         runtime=trial.runtime,

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agents.contract import INGEST_TASK
 from orchestrator import ingest, scheduler
+from orchestrator.artifacts import http_server
 from orchestrator.controller_lease import ControllerLease
 from orchestrator.settings import Settings
 from orchestrator.store import migrate
@@ -60,6 +61,29 @@ def register_ingest(app: Celery, sessions: sessionmaker[Session], wake: threadin
         return outcome
 
 
+def start_artifact_server(settings: Settings) -> http_server.ArtifactServer | None:
+    """Serve the content store to agents, and record its URL for the scheduler."""
+    if not settings.artifact_server:
+        return None
+    token = http_server.controller_token(settings.home, settings.artifact_token)
+    try:
+        served = http_server.ArtifactServer(
+            settings.artifact_dir(), token, settings.artifact_bind, settings.artifact_port
+        )
+    except OSError as exc:
+        raise SystemExit(
+            f"error: cannot serve artifacts on {settings.artifact_bind}:{settings.artifact_port}:"
+            f" {exc.strerror or exc} (set EDGEBENCH_ARTIFACT_BIND / EDGEBENCH_ARTIFACT_PORT)"
+        ) from None
+    http_server.record(settings.home, served.url)
+    log.info(
+        "artifact server on %s; agents fetch from %s",
+        served.url,
+        settings.resolved_artifact_base_url(),
+    )
+    return served
+
+
 def scheduler_loop(
     sessions: sessionmaker[Session],
     app: Celery,
@@ -81,6 +105,11 @@ def run(settings: Settings, broker_url: str, loglevel: str = "INFO") -> None:
     url = prepare_database(settings)
     lease = ControllerLease(broker_url)
     lease.acquire(settings.controller_lease_wait_s)
+    try:
+        artifacts = start_artifact_server(settings)
+    except SystemExit:
+        lease.release()
+        raise
     sessions = session_factory(url)
     app = control_app(broker_url)
     wake, stop = threading.Event(), threading.Event()
@@ -117,4 +146,7 @@ def run(settings: Settings, broker_url: str, loglevel: str = "INFO") -> None:
         stop.set()
         wake.set()
         thread.join(10)
+        if artifacts is not None:
+            artifacts.stop()
+            http_server.forget(settings.home)
         lease.release()
