@@ -135,6 +135,18 @@ class Trial(Base):
     __table_args__ = (
         Index("ix_trials_device_state", "device_id", "state"),
         Index("ix_trials_campaign_state", "campaign_id", "state"),
+        # The dashboard's Compare, Trade-offs and Diff pages: trials of some models at a batch
+        # size (and precision, campaign), read from the index alone (migration 0005).
+        Index(
+            "ix_trials_model_batch",
+            "model_id",
+            "batch_size",
+            "precision",
+            "campaign_id",
+            "device_id",
+            "runtime",
+            "id",
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -171,6 +183,26 @@ class Result(Base):
     """One measurement of a trial. Unique per trial: a redelivered result is not a second row."""
 
     __tablename__ = "results"
+    # The dashboard averages these per device × runtime over many trials: an index holding
+    # them spares reading each wide row (environment, placement) (migration 0005).
+    __table_args__ = (
+        Index(
+            "ix_results_dashboard",
+            "trial_id",
+            "actual_device",
+            "p50_ms",
+            "p90_ms",
+            "p99_ms",
+            "mean_ms",
+            "throughput_ips",
+            "peak_rss_mb",
+            "energy_mj_per_inference",
+            "accuracy",
+            "fidelity_cosine",
+            "fallback",
+            "throttled",
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     trial_id: Mapped[str] = mapped_column(ForeignKey("trials.id"), unique=True)

@@ -183,6 +183,7 @@ def result_rows(
     device: str | None = None,
     model: str | None = None,
     only_done: bool = False,
+    trial_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """One row per trial with every export field; metrics are None when not measured."""
     query = (
@@ -201,6 +202,8 @@ def result_rows(
         query = query.where(Model.name == model)
     if only_done:
         query = query.where(Result.id.is_not(None))
+    if trial_id is not None:
+        query = query.where(Trial.id == trial_id)
     rows = []
     for trial, campaign, dev, mdl, result in session.execute(query):
         row: dict[str, Any] = dict.fromkeys(EXPORT_FIELDS)
