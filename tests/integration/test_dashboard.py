@@ -1,8 +1,9 @@
 """The Streamlit dashboard, run headless by Streamlit's AppTest on real stores.
 
-Each test points the app at a store through EDGEBENCH_DATABASE_URL, runs the script and
-reads what it rendered: the fleet table, the comparison table and chart, the selectboxes,
-and the info/error messages a user sees instead of a traceback.
+Each test points the app at a store through EDGEBENCH_DATABASE_URL, opens pages (as a
+user would, optionally with a shared link's query parameters), changes widgets and reads
+what was rendered: tables, the data behind the charts, and the messages a user sees
+instead of a traceback. Seeded figures are exact (tests/seed.py), so so are the asserts.
 """
 
 from __future__ import annotations
@@ -23,17 +24,36 @@ AppTest = pytest.importorskip(
 pa = pytest.importorskip("pyarrow")
 
 APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
+PAGES = {
+    "Fleet": "views/fleet.py",
+    "Campaigns": "views/campaigns.py",
+    "Compare": "views/compare.py",
+    "Trade-offs": "views/tradeoffs.py",
+    "Trial detail": "views/trial_detail.py",
+    "Diff": "views/diff.py",
+}
 # Generous: the first run imports pandas, altair and SQLAlchemy on a small machine.
 RUN_TIMEOUT_S = 30
 
 
-def run_app(monkeypatch: pytest.MonkeyPatch, url: str, home: Path) -> Any:
+def open_page(
+    monkeypatch: pytest.MonkeyPatch,
+    url: str,
+    home: Path,
+    page: str = "Fleet",
+    params: dict[str, str] | None = None,
+) -> Any:
+    """Run the app on `page`, as a browser opening a link with these query parameters."""
     monkeypatch.setenv("EDGEBENCH_DATABASE_URL", url)
     monkeypatch.setenv("EDGEBENCH_HOME", str(home))
     # Seeded devices registered moments ago must show as online whatever the environment says.
     monkeypatch.setenv("EDGEBENCH_OFFLINE_AFTER_S", "3600")
     app = AppTest.from_file(str(APP), default_timeout=RUN_TIMEOUT_S)
+    for name, value in (params or {}).items():
+        app.query_params[name] = value
     app.run()
+    if page != "Fleet":
+        app.switch_page(PAGES[page]).run()
     return app
 
 
@@ -43,139 +63,69 @@ def assert_clean(app: Any) -> None:
     assert [e.value for e in app.error] == []
 
 
-def selectbox(app: Any, label: str) -> Any:
-    matches = [s for s in app.selectbox if s.label == label]
-    assert len(matches) == 1, f"expected one selectbox {label!r}, page has {app.selectbox}"
+def widget(app: Any, kind: str, label: str) -> Any:
+    matches = [w for w in getattr(app, kind) if w.label == label]
+    assert len(matches) == 1, f"expected one {kind} {label!r}, page has {getattr(app, kind)}"
     return matches[0]
 
 
-def fleet_table(app: Any) -> pd.DataFrame:
-    assert len(app.dataframe) == 2, "expected the fleet and the comparison tables"
-    return app.dataframe[0].value
+def chart_frames(app: Any) -> list[list[pd.DataFrame]]:
+    """The datasets behind each Altair chart on the page, in page order."""
+    charts = app.get("arrow_vega_lite_chart") + app.get("vega_lite_chart")
+    found = []
+    for chart in charts:
+        spec = json.loads(chart.proto.spec)
+        assert spec, "a chart without a spec"
+        found.append(
+            [pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in chart.proto.datasets]
+        )
+    return found
 
 
-def comparison_table(app: Any) -> pd.DataFrame:
-    assert len(app.dataframe) == 2, "expected the fleet and the comparison tables"
-    return app.dataframe[1].value
+def axis_titles(app: Any) -> list[str]:
+    """The titles of every quantitative axis: each should name its unit."""
+    titles = []
+    for chart in app.get("arrow_vega_lite_chart") + app.get("vega_lite_chart"):
+        text = chart.proto.spec
+        for spec in [json.loads(text)] + json.loads(text).get("layer", []):
+            for channel in ("x", "y"):
+                encoding = spec.get("encoding", {}).get(channel, {})
+                title = encoding.get("title")
+                if title and encoding.get("type") == "quantitative":
+                    titles.append(title)
+    return titles
 
 
-def p50_by_device(table: pd.DataFrame) -> dict[str, float]:
-    devices = list(table["device"])
-    assert len(devices) == len(set(devices)), f"a device appears twice: {devices}"
-    return dict(zip(table["device"], table["p50_ms"]))
+def table(app: Any, index: int = 0) -> pd.DataFrame:
+    return app.dataframe[index].value
 
 
-def chart_data(app: Any) -> pd.DataFrame:
-    """The data behind the latency chart (a Vega-Lite chart with one Arrow dataset)."""
-    charts = [el for el in app.main if getattr(el, "type", None) == "vega_lite_chart"]
-    assert len(charts) == 1, "expected one latency chart"
-    proto = charts[0].proto
-    spec = json.loads(proto.spec)
-    assert spec["mark"]["type"] == "bar"
-    (dataset,) = proto.datasets
-    return pa.ipc.open_stream(dataset.data.data).read_all().to_pandas()
-
-
-def expected_p50(created: dict[str, Any], model: str, batch: int) -> dict[str, float]:
+@pytest.fixture
+def seeded_sqlite(sqlite_url) -> dict[str, Any]:
     return {
-        t["device"]: t["p50_ms"]
-        for t in created["trials"]
-        if t["model"] == model and t["batch_size"] == batch and t["status"] == "done"
+        "url": sqlite_url,
+        "plain": seed.seed_store(sqlite_url),
+        "tradeoffs": seed.seed_tradeoffs(sqlite_url),
     }
 
 
-def test_empty_store_says_there_is_nothing_yet(monkeypatch, tmp_path, sqlite_url):
-    app = run_app(monkeypatch, sqlite_url, tmp_path)
-
-    assert_clean(app)
-    infos = [i.value for i in app.info]
-    assert any(text.startswith("No devices registered yet") for text in infos), infos
-    assert any(text.startswith("No results yet") for text in infos), infos
-    assert len(app.dataframe) == 0
-    assert len(app.selectbox) == 0
+def trial_of(created: dict[str, Any], **match: Any) -> dict[str, Any]:
+    (found,) = [t for t in created["trials"] if all(t[k] == v for k, v in match.items())]
+    return found
 
 
-def test_seeded_store_shows_fleet_and_comparison(monkeypatch, tmp_path, store_url):
-    created = seed.seed_store(store_url)
-    app = run_app(monkeypatch, store_url, tmp_path)
-
-    assert_clean(app)
-    assert [i.value for i in app.info] == []
-    assert [t.value for t in app.title] == ["edgebench"]
-
-    fleet = fleet_table(app)
-    assert sorted(fleet["name"]) == sorted(created["devices"]) == ["seed-pi4", "seed-x86"]
-    by_name = fleet.set_index("name")
-    assert by_name.loc["seed-pi4", "class"] == "raspberry-pi-4"
-    assert by_name.loc["seed-x86", "class"] == "x86-64"
-    assert set(by_name["status"]) == {"online"}
-    # Trials done per device: the failed trial on the Pi does not count.
-    assert by_name.loc["seed-pi4", "trials_done"] == 3
-    assert by_name.loc["seed-x86", "trials_done"] == 4
-    assert by_name.loc["seed-x86", "runtimes"] == f"onnxruntime {seed.RUNTIME_VERSION}"
-
-    # Defaults: the newest campaign, the first model, the smallest batch.
-    assert selectbox(app, "Campaign").value == created["campaign_id"]
-    assert selectbox(app, "Model").options == sorted(created["models"])
-    assert selectbox(app, "Model").value == "seed_digits"
-    assert [int(b) for b in selectbox(app, "Batch size").options] == seed.BATCH_SIZES
-    assert selectbox(app, "Batch size").value == 1
-
-    table = comparison_table(app)
-    expected = expected_p50(created, "seed_digits", 1)
-    assert set(expected) == {"seed-pi4", "seed-x86"}
-    assert p50_by_device(table) == pytest.approx(expected)
-    # The seeded latencies are known to the last digit: 9 ms and 1 ms bases, +10 steps of 1%.
-    assert p50_by_device(table) == pytest.approx({"seed-pi4": 9.9, "seed-x86": 1.1})
-    assert set(table["batch_size"]) == {1}
-    assert set(table["runtime"]) == {"onnxruntime"}
-    assert set(table["actual_device"]) == {"CPU"}
-    assert set(table["n"]) == {seed.SAMPLES_PER_TRIAL}
-
-    chart = chart_data(app)
-    assert set(chart["percentile"]) == {"p50_ms", "p99_ms"}
-    p50_bars = chart[chart["percentile"] == "p50_ms"].set_index("target")["ms"].to_dict()
-    assert p50_bars == pytest.approx(
-        {f"{device} · onnxruntime (CPU)": ms for device, ms in expected.items()}
-    )
+# -- first run and broken stores ------------------------------------------------------------
 
 
-def test_changing_model_and_batch_changes_the_comparison(monkeypatch, tmp_path, sqlite_url):
-    seed.seed_store(sqlite_url)
-    created = seed.seed_store(sqlite_url)  # a second, newer campaign with the same matrix
-    app = run_app(monkeypatch, sqlite_url, tmp_path)
-    assert_clean(app)
-
-    # Only the chosen (newest) campaign's trials are compared: one row per device.
-    campaign = selectbox(app, "Campaign")
-    assert campaign.value == created["campaign_id"]
-    assert len(campaign.options) == 2
-    before = p50_by_device(comparison_table(app))
-    assert before == pytest.approx(expected_p50(created, "seed_digits", 1))
-
-    selectbox(app, "Model").set_value("seed_mobilenet").run()
-    assert_clean(app)
-    assert selectbox(app, "Model").value == "seed_mobilenet"
-    after_model = p50_by_device(comparison_table(app))
-    assert after_model == pytest.approx(expected_p50(created, "seed_mobilenet", 1))
-    assert after_model != pytest.approx(before)
-
-    # Batch 8 of the larger model failed on the Pi: only the x86 result is compared.
-    selectbox(app, "Batch size").set_value(8).run()
-    assert_clean(app)
-    assert selectbox(app, "Batch size").value == 8
-    after_batch = p50_by_device(comparison_table(app))
-    assert after_batch == pytest.approx(expected_p50(created, "seed_mobilenet", 8))
-    assert list(after_batch) == ["seed-x86"]
-    assert set(comparison_table(app)["batch_size"]) == {8}
-    assert set(chart_data(app)["target"]) == {"seed-x86 · onnxruntime (CPU)"}
-
-    # And back to the small model at batch 8: both devices again.
-    selectbox(app, "Model").set_value("seed_digits").run()
-    assert_clean(app)
-    assert p50_by_device(comparison_table(app)) == pytest.approx(
-        expected_p50(created, "seed_digits", 8)
-    )
+def test_empty_store_shows_how_to_start_on_every_page(monkeypatch, tmp_path, sqlite_url):
+    for page in PAGES:
+        app = open_page(monkeypatch, sqlite_url, tmp_path, page)
+        assert_clean(app)
+        assert [t.value for t in app.title] == ["Welcome to edgebench"], page
+        code = "\n".join(c.value for c in app.code)
+        assert "edgebench agent start --name" in code
+        assert "edgebench campaign submit spec.yaml" in code
+        assert len(app.dataframe) == 0
 
 
 def test_unmigrated_store_shows_an_error_not_a_traceback(monkeypatch, tmp_path):
@@ -183,7 +133,7 @@ def test_unmigrated_store_shows_an_error_not_a_traceback(monkeypatch, tmp_path):
     with sqlite3.connect(path) as connection:
         connection.execute("CREATE TABLE unrelated (x INTEGER)")
     connection.close()
-    app = run_app(monkeypatch, f"sqlite:///{path}", tmp_path)
+    app = open_page(monkeypatch, f"sqlite:///{path}", tmp_path)
 
     assert [e.value for e in app.exception] == []
     (error,) = [e.value for e in app.error]
@@ -194,7 +144,7 @@ def test_unmigrated_store_shows_an_error_not_a_traceback(monkeypatch, tmp_path):
 
 
 def test_unknown_database_kind_shows_an_error(monkeypatch, tmp_path):
-    app = run_app(monkeypatch, "nosuchdb://host/store", tmp_path)
+    app = open_page(monkeypatch, "nosuchdb://host/store", tmp_path)
 
     assert [e.value for e in app.exception] == []
     (error,) = [e.value for e in app.error]
@@ -205,7 +155,7 @@ def test_unknown_database_kind_shows_an_error(monkeypatch, tmp_path):
 def test_unreachable_store_error_hides_the_password(monkeypatch, tmp_path):
     # Port 1 on loopback refuses at once; nothing listens there.
     url = "postgresql://edgebench:s3cret-pw@127.0.0.1:1/edgebench"
-    app = run_app(monkeypatch, url, tmp_path)
+    app = open_page(monkeypatch, url, tmp_path)
 
     assert [e.value for e in app.exception] == []
     (error,) = [e.value for e in app.error]
@@ -215,10 +165,232 @@ def test_unreachable_store_error_hides_the_password(monkeypatch, tmp_path):
 
 def test_missing_sqlite_store_is_reported_not_created(monkeypatch, tmp_path):
     path = tmp_path / "never-made" / "edgebench.db"
-    app = run_app(monkeypatch, f"sqlite:///{path}", tmp_path)
+    app = open_page(monkeypatch, f"sqlite:///{path}", tmp_path)
 
     assert [e.value for e in app.exception] == []
     (error,) = [e.value for e in app.error]
     assert error.startswith(f"there is no store at {path} yet")
     # The dashboard only reads: it leaves no empty database (or folder) behind.
     assert not path.parent.exists()
+
+
+# -- every page on both stores --------------------------------------------------------------
+
+
+def test_every_page_renders_the_seeded_store(monkeypatch, tmp_path, store_url):
+    plain = seed.seed_store(store_url)
+    seed.seed_tradeoffs(store_url)
+    for page in PAGES:
+        app = open_page(monkeypatch, store_url, tmp_path, page, {"model": seed.FAMILY})
+        assert_clean(app)
+        assert [t.value for t in app.title] == [page]
+        if page != "Diff":
+            assert len(app.dataframe) + len(chart_frames(app)) > 0, f"{page} shows no data"
+        for title in axis_titles(app):
+            assert "(" in title and title.endswith(")"), f"{page}: axis {title!r} has no unit"
+
+    fleet = table(open_page(monkeypatch, store_url, tmp_path, "Fleet")).set_index("name")
+    assert sorted(fleet.index) == ["seed-pi4", "seed-x86"]
+    assert fleet.loc["seed-pi4", "class"] == "raspberry-pi-4"
+    assert set(fleet["status"]) == {"online"}
+    # Trials done per device: 3 of the first campaign (one failed) and 4 of the second.
+    assert fleet.loc["seed-pi4", "trials_done"] == 3 + 4
+    assert fleet.loc["seed-x86", "trials_done"] == 4 + 4
+    assert fleet.loc["seed-x86", "runtimes"] == f"onnxruntime {seed.RUNTIME_VERSION}"
+
+    compare = open_page(monkeypatch, store_url, tmp_path, "Compare", {"model": "seed_digits"})
+    numbers = table(compare).set_index("device")["latency p50 (ms)"].to_dict()
+    expected = {
+        t["device"]: t["p50_ms"]
+        for t in plain["trials"]
+        if t["model"] == "seed_digits" and t["batch_size"] == 1
+    }
+    # The seeded latencies are known to the last digit: 9 ms and 1 ms bases, +10 steps of 1%.
+    assert numbers == pytest.approx(expected)
+    assert numbers == pytest.approx({"seed-pi4": 9.9, "seed-x86": 1.1})
+
+
+# -- what each page's widgets do ------------------------------------------------------------
+
+
+def test_fleet_filters_by_class_and_tag_from_the_link(monkeypatch, tmp_path, seeded_sqlite):
+    url = seeded_sqlite["url"]
+    app = open_page(monkeypatch, url, tmp_path, params={"class": "raspberry-pi-4"})
+    assert_clean(app)
+    assert widget(app, "multiselect", "Device class").value == ["raspberry-pi-4"]
+    assert list(table(app)["name"]) == ["seed-pi4"]
+
+    widget(app, "multiselect", "Device class").set_value([]).run()
+    assert sorted(table(app)["name"]) == ["seed-pi4", "seed-x86"]
+    widget(app, "multiselect", "Tags").set_value(["seed"]).run()
+    assert sorted(table(app)["name"]) == ["seed-pi4", "seed-x86"]
+
+
+def test_campaigns_show_progress_per_device_and_failures(monkeypatch, tmp_path, seeded_sqlite):
+    plain = seeded_sqlite["plain"]
+    app = open_page(monkeypatch, seeded_sqlite["url"], tmp_path, "Campaigns")
+    assert_clean(app)
+    overview = table(app).set_index("name")
+    assert overview.loc[seed.CAMPAIGN_NAME, "failed"] == 1
+    assert overview.loc[seed.TRADEOFF_CAMPAIGN, "done"] == 8
+    # Default: the newest campaign, which has no failures.
+    assert len(app.dataframe) == 1
+
+    widget(app, "selectbox", "Campaign").set_value(plain["campaign_id"]).run()
+    assert_clean(app)
+    failures = table(app, 1)
+    assert list(failures["error"]) == [seed.FAILED_ERROR]
+    assert list(failures["device"]) == [seed.FAILED_TRIAL[0]]
+    (progress,) = chart_frames(app)
+    by_state = progress[0].groupby(["device", "state"])["trials"].sum().to_dict()
+    assert by_state == {("seed-pi4", "done"): 3, ("seed-pi4", "failed"): 1, ("seed-x86", "done"): 4}
+
+
+def test_compare_follows_model_size_precision_and_metric(monkeypatch, tmp_path, seeded_sqlite):
+    params = {"model": seed.FAMILY, "variant": "seed_net_224", "precision": "int8"}
+    app = open_page(monkeypatch, seeded_sqlite["url"], tmp_path, "Compare", params)
+    assert_clean(app)
+    assert widget(app, "selectbox", "Input size variant").value == "seed_net_224"
+    expected = {
+        d: seed.tradeoff_expectation(d, "seed_net_224", "int8")["p50_ms"] for d in seed.DEVICES
+    }
+    shown = table(app)
+    assert list(shown["device"]) == ["seed-x86", "seed-pi4"]  # best (lowest) first
+    assert shown.set_index("device")["latency p50 (ms)"].to_dict() == pytest.approx(expected)
+    (bars,) = chart_frames(app)
+    assert bars[0].set_index("device")["p50_ms"].to_dict() == pytest.approx(expected)
+    assert "Download CSV" in [b.label for b in app.get("download_button")]
+    # The Pi has no energy meter: its energy is left out (None), the x86's is measured.
+    energy = shown.set_index("device")["energy per inference (mJ)"]
+    assert energy["seed-x86"] == pytest.approx(expected["seed-x86"] * seed.X86_WATTS)
+    assert pd.isna(energy["seed-pi4"])
+
+    widget(app, "selectbox", "Metric").set_value("accuracy").run()
+    assert_clean(app)
+    assert table(app).columns[6] == "top-1 accuracy (fraction 0–1)"
+    assert set(table(app)["top-1 accuracy (fraction 0–1)"]) == {0.79}
+
+    widget(app, "selectbox", "Metric").set_value("energy_mj_per_inference").run()
+    (bars,) = chart_frames(app)
+    assert list(bars[0]["device"]) == ["seed-x86"]  # only what was measured is drawn
+
+    widget(app, "selectbox", "Precision").set_value("fp32").run()
+    widget(app, "selectbox", "Metric").set_value("p50_ms").run()
+    fp32 = table(app).set_index("device")["latency p50 (ms)"].to_dict()
+    assert fp32 == pytest.approx({d: 2 * ms for d, ms in expected.items()})
+    assert table(app).set_index("device").loc["seed-pi4", "throttled"]
+    assert any("throttled" in w.value for w in app.warning)
+
+
+def test_tradeoffs_mark_the_pareto_front(monkeypatch, tmp_path, seeded_sqlite):
+    app = open_page(
+        monkeypatch, seeded_sqlite["url"], tmp_path, "Trade-offs", {"model": seed.FAMILY}
+    )
+    assert_clean(app)
+    questions = [s.value for s in app.subheader]
+    assert questions == [
+        "Latency vs accuracy (quantization)",
+        "Latency vs fidelity to fp32",
+        "Latency vs memory",
+        "Latency vs energy",
+        "Latency vs input size",
+    ]
+    charts = dict(zip(questions, chart_frames(app)))
+
+    def points(question: str) -> pd.DataFrame:
+        return max(charts[question], key=len)
+
+    accuracy = points("Latency vs accuracy (quantization)")
+    assert len(accuracy) == 8  # 2 devices × 2 sizes × 2 precisions
+    on_front = set(accuracy[accuracy["front"]]["label"])
+    # Every x86 point is as accurate as the Pi's and faster: the Pi's are all dominated.
+    assert on_front == {
+        f"seed-x86 · onnxruntime · {p} · {s} px" for p in ("fp32", "int8") for s in (96, 224)
+    }
+    # The Pi has no energy meter: its points are left out of the energy chart.
+    assert set(points("Latency vs energy")["device"]) == {"seed-x86"}
+    sizes = points("Latency vs input size")
+    assert set(sizes["input_size"]) == {96, 224}
+
+    widget(app, "selectbox", "Precision").set_value("fp32").run()
+    assert_clean(app)
+    accuracy = max(chart_frames(app)[0], key=len)
+    assert set(accuracy["precision"]) == {"fp32"} and len(accuracy) == 4
+
+
+def test_trial_detail_from_a_link(monkeypatch, tmp_path, seeded_sqlite):
+    hot = trial_of(
+        seeded_sqlite["tradeoffs"], device="seed-pi4", model="seed_net_224", precision="fp32"
+    )
+    app = open_page(
+        monkeypatch, seeded_sqlite["url"], tmp_path, "Trial detail", {"trial": hot["trial_id"]}
+    )
+    assert_clean(app)
+    assert widget(app, "selectbox", "Trial").value == hot["trial_id"]
+    assert widget(app, "selectbox", "Campaign").value == seeded_sqlite["tradeoffs"]["campaign_id"]
+    assert any("throttled" in w.value for w in app.warning)
+    frames = chart_frames(app)
+    histogram, cdf = frames[0][0], frames[1][0]
+    assert len(histogram) == seed.SAMPLES_PER_TRIAL
+    assert histogram["latency_ms"].median() == pytest.approx(hot["p50_ms"])
+    assert cdf["fraction"].iloc[-1] == 1.0
+    titles = axis_titles(app)
+    assert "temperature (°C)" in titles and "CPU clock (MHz)" in titles
+    temperatures = next(f[0] for f in frames if "celsius" in f[0].columns)
+    assert list(temperatures["celsius"]) == [45.0, 82.0]
+    clocks = next(f[0] for f in frames if "mhz" in f[0].columns)
+    assert list(clocks["mhz"]) == [1800.0, 600.0]
+    parts = next(f[0] for f in frames if "part" in f[0].columns)
+    assert list(parts["part"]) == [
+        "process start",
+        "runtime import",
+        "model load",
+        "first inference",
+    ]
+
+    failed = trial_of(seeded_sqlite["plain"], status="failed")
+    widget(app, "selectbox", "Campaign").set_value(seeded_sqlite["plain"]["campaign_id"]).run()
+    widget(app, "selectbox", "Trial").set_value(failed["trial_id"]).run()
+    assert [e.value for e in app.exception] == []
+    assert [e.value for e in app.error] == [f"This trial failed: {seed.FAILED_ERROR}"]
+
+
+def test_diff_says_what_differs_and_whether_it_matters(monkeypatch, tmp_path, seeded_sqlite):
+    params = {
+        "mode": "two devices, one model",
+        "model": seed.FAMILY,
+        "variant": "seed_net_224",
+        "precision": "fp32",
+        "device_a": "seed-pi4",
+        "device_b": "seed-x86",
+    }
+    app = open_page(monkeypatch, seeded_sqlite["url"], tmp_path, "Diff", params)
+    assert_clean(app)
+    (verdict,) = [s.value for s in app.success]
+    assert verdict.startswith("B is faster than A by 88.9 %") and verdict.endswith("significant")
+    differs = table(app).set_index("what")
+    assert set(differs["differs"]) == {True}
+    assert differs.loc["device", "A"] == "seed-pi4" and differs.loc["device", "B"] == "seed-x86"
+    assert differs.loc["CPU clock after (MHz, mean)", "A"] == "600.0"
+    assert differs.loc["hottest zone after (°C)", "B"] == "50.0"
+    assert "runtime version" not in differs.index  # the same on both
+
+    widget(app, "toggle", "Show what is the same too").set_value(True).run()
+    everything = table(app).set_index("what")
+    assert everything.loc["runtime version", "A"] == seed.RUNTIME_VERSION
+    assert not everything.loc["runtime version", "differs"]
+
+    # One trial against itself: nothing differs, nothing is significant.
+    same = trial_of(seeded_sqlite["plain"], device="seed-x86", model="seed_digits", batch_size=1)
+    app = open_page(
+        monkeypatch,
+        seeded_sqlite["url"],
+        tmp_path,
+        "Diff",
+        {"campaign": f"{seeded_sqlite['plain']['campaign_id']}: {seed.CAMPAIGN_NAME}"},
+    )
+    widget(app, "selectbox", "Trial B").set_value(same["trial_id"]).run()
+    widget(app, "selectbox", "Trial A").set_value(same["trial_id"]).run()
+    assert_clean(app)
+    assert any(i.value.startswith("no significant difference") for i in app.info)
+    assert any(i.value == "Nothing recorded differs between these two trials." for i in app.info)

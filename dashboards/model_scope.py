@@ -1,0 +1,128 @@
+"""The filters Compare, Trade-offs and Diff share: which model (family and input size),
+batch size, precision and campaign. Each widget is bound to a URL query parameter (its
+key), so a view can be shared as a link."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+
+from dashboards import store_access
+from orchestrator.store import dashboard_queries
+from orchestrator.store.dashboard_queries import METRICS, Metric
+
+ALL = "all"
+
+
+@dataclass(frozen=True)
+class Scope:
+    family: str
+    variants: list[dict[str, Any]]  # the chosen input size's variant, or all of the family
+    batch_size: int | None
+    precision: str | None  # None: every precision
+    campaign_id: int | None  # None: every campaign
+    options: dict[str, list[Any]]
+
+    @property
+    def model_ids(self) -> list[int]:
+        return [i for variant in self.variants for i in variant["model_ids"]]
+
+    def result_groups(self, **options: Any) -> list[dict[str, Any]]:
+        """dashboard_queries.result_groups for this scope."""
+        return store_access.read(
+            dashboard_queries.result_groups,
+            self.model_ids,
+            batch_size=self.batch_size,
+            precision=self.precision,
+            campaign_id=self.campaign_id,
+            **options,
+        )
+
+
+def pick_metric(label: str, names: list[str], key: str, where: Any = st) -> Metric:
+    """A whitelisted metric, bound to the URL parameter `key`."""
+    name = where.selectbox(
+        label, names, format_func=lambda m: METRICS[m].title, key=key, bind="query-params"
+    )
+    return dashboard_queries.metric(name)
+
+
+def pick_campaign(campaigns: list[dict[str, Any]], index: int = 0, where: Any = st) -> int:
+    """One campaign (newest first), bound to the URL parameter `campaign`."""
+    names = {c["id"]: c["name"] for c in campaigns}
+    return where.selectbox(
+        "Campaign",
+        list(names),
+        index=index,
+        format_func=lambda c: f"{c}: {names[c]}",
+        key="campaign",
+        bind="query-params",
+    )
+
+
+def _size_label(size: Any) -> str:
+    return "unknown" if size is None else f"{size} px"
+
+
+def pick(one_input_size: bool = True, every_precision: bool = True) -> Scope | None:
+    """Draw the filters; None (with a message shown) when there is nothing to pick."""
+    variants = store_access.read(dashboard_queries.model_variants)
+    families = sorted({v["family"] for v in variants})
+    if not families:
+        st.info("No models registered yet: `edgebench models build` adds the built-in ones.")
+        return None
+    columns = st.columns(5 if one_input_size else 4)
+    family = columns[0].selectbox("Model", families, key="model", bind="query-params")
+    members = sorted(
+        (v for v in variants if v["family"] == family),
+        key=lambda v: (v["input_size"] is None, v["input_size"] or 0, v["name"]),
+    )
+    rest = columns[1:]
+    if one_input_size:
+        # Plain variant names as options: they are what the link (?variant=...) carries.
+        names = [v["name"] for v in members]
+        by_name = {v["name"]: v for v in members}
+        chosen = rest[0].selectbox(
+            "Input size variant",
+            names,
+            key="variant",
+            bind="query-params",
+            disabled=len(names) == 1,
+            help=", ".join(f"{n}: {_size_label(by_name[n]['input_size'])}" for n in names),
+        )
+        members = [by_name[chosen]]
+        rest = rest[1:]
+    model_ids = [i for v in members for i in v["model_ids"]]
+    options = store_access.read(dashboard_queries.result_filter_options, model_ids)
+    if not options["batch_sizes"]:
+        st.info(f"{family} has not been run in any campaign yet.")
+        return None
+    batch = rest[0].selectbox(
+        "Batch size", options["batch_sizes"], key="batch", bind="query-params"
+    )
+    precisions = ([ALL] if every_precision else []) + options["precisions"]
+    precision = rest[1].selectbox("Precision", precisions, key="precision", bind="query-params")
+    names = {c["id"]: c["name"] for c in options["campaigns"]}
+    campaign = rest[2].selectbox(
+        "Campaign",
+        [ALL, *names],
+        format_func=lambda c: "all campaigns" if c == ALL else f"{c}: {names[c]}",
+        key="campaign",
+        bind="query-params",
+    )
+    return Scope(
+        family=family,
+        variants=members,
+        batch_size=batch,
+        precision=None if precision == ALL else precision,
+        campaign_id=None if campaign == ALL else campaign,
+        options=options,
+    )
+
+
+def setup_label(row: dict[str, Any]) -> str:
+    """runtime · precision (· where it actually ran, when that is known)."""
+    ran_on = row.get("actual_device")
+    return f"{row['runtime']} · {row['precision']}" + (f" · {ran_on}" if ran_on else "")

@@ -1,0 +1,72 @@
+"""Compare: one model on every device × runtime × precision, by a chosen metric; the
+table under the chart holds the same numbers and downloads as CSV."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboards import charts, first_run, model_scope
+from orchestrator.store import dashboard_queries
+from orchestrator.store.dashboard_queries import METRICS
+
+st.title("Compare")
+scope = model_scope.pick()
+if scope is None:
+    st.stop()
+
+left, right = st.columns([3, 1])
+chosen = model_scope.pick_metric("Metric", list(METRICS), "metric", left)
+best_first = right.toggle("Best first", value=True, key="best", bind="query-params")
+descending = (chosen.better == "higher") == best_first
+
+rows = scope.result_groups(
+    metrics=list(dict.fromkeys([*dashboard_queries.INDEXED_METRICS, chosen.column])),
+    sort=chosen.column,
+    descending=descending,
+)
+if not rows:
+    first_run.no_results()
+    st.stop()
+
+frame = pd.DataFrame(rows)
+frame["setup"] = [model_scope.setup_label(r) for r in rows]
+measured = frame[frame[chosen.column].notna()]
+if measured.empty:
+    st.info(
+        f"No trial of this selection measured {chosen.label}: pick another metric "
+        "(the table below shows what was measured)."
+    )
+else:
+    st.altair_chart(charts.grouped_bars(measured, chosen), width="stretch")
+    if chosen.unit == "ms":
+        st.caption("Bars: the chosen latency; thin lines: from p50 to p99. Means over trials.")
+    else:
+        st.caption("Means over the trials of each group.")
+
+# The table: the keys, the chosen metric first, then every other metric someone measured.
+keys = ["device", "device_class", "runtime", "precision", "actual_device", "trials"]
+others = [m for m in METRICS if m in frame and m != chosen.column and frame[m].notna().any()]
+table = frame[keys + [chosen.column] + others + ["fallback", "throttled", "newest_trial_id"]]
+table = table.rename(columns={m: METRICS[m].title for m in [chosen.column, *others]})
+table["newest trial"] = "./trial_detail?trial=" + table.pop("newest_trial_id").astype(str)
+st.dataframe(
+    table,
+    hide_index=True,
+    width="stretch",
+    column_config={
+        "newest trial": st.column_config.LinkColumn(
+            "newest trial", display_text=r"trial=(\w{8})", help="Open it on Trial detail"
+        )
+    },
+)
+st.download_button(
+    "Download CSV",
+    table.to_csv(index=False).encode(),
+    file_name=f"edgebench-compare-{scope.family}.csv",
+    mime="text/csv",
+)
+if frame["fallback"].any():
+    st.warning("Some trials fell back to another device than the one requested (see table).")
+if frame["throttled"].any():
+    st.warning("Some trials were throttled: their latency is not the device's best.")

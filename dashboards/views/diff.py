@@ -1,0 +1,115 @@
+"""Diff: two trials (or the newest trials of two devices for one model) side by side:
+what differs in their conditions, next to whether the latency difference is significant
+(Mann-Whitney U and the medians' 95 % intervals, as `edgebench results compare`)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboards import conditions, first_run, model_scope, store_access
+from orchestrator.store import dashboard_queries, queries
+
+TRIALS, DEVICES = "two trials", "two devices, one model"
+
+st.title("Diff")
+campaigns = store_access.read(queries.campaigns_overview)
+if not campaigns:
+    first_run.no_results()
+    st.stop()
+mode = st.radio("Compare", [TRIALS, DEVICES], horizontal=True, key="mode", bind="query-params")
+
+
+def pick_trials() -> tuple[str | None, str | None]:
+    campaign = model_scope.pick_campaign(campaigns)
+    labels = {
+        c["trial_id"]: c["label"]
+        for c in store_access.read(dashboard_queries.trial_choices, campaign)
+        if c["state"] == "done"
+    }
+    if len(labels) < 2:
+        st.info("This campaign has fewer than two measured trials: pick another campaign.")
+        return None, None
+    ids = list(labels)
+    left, right = st.columns(2)
+    a = left.selectbox("Trial A", ids, format_func=labels.get, key="a", bind="query-params")
+    b = right.selectbox(
+        "Trial B", ids, index=1, format_func=labels.get, key="b", bind="query-params"
+    )
+    return a, b
+
+
+def pick_devices() -> tuple[str | None, str | None]:
+    scope = model_scope.pick(every_precision=False)
+    if scope is None:
+        return None, None
+    runtime = st.selectbox("Runtime", scope.options["runtimes"], key="runtime", bind="query-params")
+    devices = store_access.read(dashboard_queries.devices_with_results, scope.model_ids)
+    if len(devices) < 2:
+        st.info("Fewer than two devices measured this model: nothing to compare yet.")
+        return None, None
+    left, right = st.columns(2)
+    device_a = left.selectbox("Device A", devices, key="device_a", bind="query-params")
+    device_b = right.selectbox("Device B", devices, index=1, key="device_b", bind="query-params")
+    found = [
+        store_access.read(
+            dashboard_queries.newest_trial,
+            device,
+            scope.model_ids,
+            batch_size=scope.batch_size,
+            runtime=runtime,
+            precision=scope.precision,
+        )
+        for device in (device_a, device_b)
+    ]
+    for device, trial in zip((device_a, device_b), found):
+        if trial is None:
+            st.info(f"{device} has no measured trial of this model with these settings.")
+    st.caption("Each device's newest measured trial with these settings.")
+    return found[0], found[1]
+
+
+trial_a, trial_b = pick_trials() if mode == TRIALS else pick_devices()
+if trial_a is None or trial_b is None:
+    st.stop()
+
+a = store_access.read(dashboard_queries.trial_detail, trial_a)
+b = store_access.read(dashboard_queries.trial_detail, trial_b)
+st.markdown(
+    f"**A** `{trial_a[:12]}` {a['device']} · {a['model']} · {a['runtime']} {a['precision']}  \n"
+    f"**B** `{trial_b[:12]}` {b['device']} · {b['model']} · {b['runtime']} {b['precision']}"
+)
+
+st.subheader("Is the latency difference significant?")
+test = store_access.read(dashboard_queries.significance, trial_a, trial_b)
+if test is None:
+    st.info("One of the trials has no stored samples, so no test can be made.")
+else:
+    (st.success if test["significant"] else st.info)(test["verdict"])
+    left, middle, right = st.columns(3)
+    left.metric("p50 A (ms)", f"{test['p50_a_ms']:.4g}")
+    middle.metric(
+        "p50 B (ms)",
+        f"{test['p50_b_ms']:.4g}",
+        delta=f"{test['change_pct']:+.1f} %",
+        delta_color="inverse",
+    )
+    right.metric("Mann-Whitney p", f"{test['p_value']:.3g}")
+
+    def interval(ci: tuple[float, float] | None) -> str:
+        return f"{ci[0]:.4g} – {ci[1]:.4g} ms" if ci else "— (too few samples)"
+
+    st.caption(
+        f"95 % interval of the median: A {interval(test['ci_a_ms'])}, "
+        f"B {interval(test['ci_b_ms'])} (n = {test['n_a']:,} and {test['n_b']:,}). "
+        f"Significant means p < {test['alpha']} and the intervals do not overlap."
+    )
+
+st.subheader("What differs")
+rows = conditions.differences(a, b)
+show_all = st.toggle("Show what is the same too", key="same", bind="query-params")
+shown = pd.DataFrame([r for r in rows if show_all or r["differs"]])
+if shown.empty:
+    st.info("Nothing recorded differs between these two trials.")
+else:
+    st.dataframe(shown, hide_index=True, width="stretch")
