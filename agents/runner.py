@@ -7,7 +7,6 @@ into the next one's numbers, and so that a crash or hang is contained.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import os
@@ -18,12 +17,12 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
-from urllib.parse import unquote, urlparse
 
-from agents import runtimes
-from agents.contract import TrialSpec, statistics
+from agents import artifact_fetch, runtimes
+from agents.contract import ArtifactRef, TrialSpec, statistics
 from agents.hardware import conditions
-from agents.measurement import energy, scenarios, timing
+from agents.measurement import energy, fidelity, scenarios, timing
+from agents.settings import AgentSettings
 
 
 class TrialError(Exception):
@@ -32,22 +31,55 @@ class TrialError(Exception):
 
 def artifact_path(spec: TrialSpec) -> Path:
     """The local file of the trial's artifact, verified against its sha256."""
-    parsed = urlparse(spec.artifact.uri)
-    if parsed.scheme not in ("", "file"):
-        raise TrialError(f"artifact scheme {parsed.scheme!r} is not supported by this agent")
-    path = Path(unquote(parsed.path))
-    if not path.is_file():
-        raise TrialError(f"artifact {spec.artifact.sha256[:12]} not found at {path}")
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    if digest.hexdigest() != spec.artifact.sha256:
-        raise TrialError(
-            f"artifact hash mismatch: expected {spec.artifact.sha256}, file {path} has "
-            f"{digest.hexdigest()}"
+    return local_file(spec.artifact, spec.device)
+
+
+def local_file(ref: ArtifactRef, device: str) -> Path:
+    """A file the trial needs, verified against its sha256: a path on a shared filesystem,
+    or a download from the controller's artifact server into the agent's cache."""
+    settings = AgentSettings()
+    try:
+        return artifact_fetch.fetch(
+            ref,
+            settings.artifact_cache(device),
+            settings.resolved_artifact_token(),
+            settings.artifact_cache_bytes,
         )
-    return path
+    except artifact_fetch.ArtifactError as exc:
+        raise TrialError(str(exc)) from None
+
+
+def reference_data(spec: TrialSpec) -> Optional[Dict[str, Any]]:
+    """The model's reference inputs and fp32 outputs (and labels), or None without any."""
+    if spec.reference is None:
+        return None
+    import numpy as np
+
+    path = local_file(spec.reference, spec.device)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError) as exc:
+        raise TrialError(
+            f"reference data {spec.reference.sha256[:12]} is unreadable: {exc}"
+        ) from None
+
+
+def measure_fidelity(model: Any, data: Dict[str, Any], batch_size: int) -> Dict[str, Any]:
+    """Run the reference inputs through the loaded model and compare with the fp32 outputs."""
+    import numpy as np
+
+    declared = model.inputs()
+    if len(declared) != 1:
+        raise ValueError(f"reference data covers single-input models; this one has {len(declared)}")
+    outputs_declared = model.outputs() if hasattr(model, "outputs") else [None]
+    batched = bool(declared[0]["shape"]) and declared[0]["shape"][0] is None
+    inputs = data["inputs"]
+    collected = []
+    for part in fidelity.chunks(len(inputs), batch_size if batched else 1):
+        feed = {declared[0]["name"]: fidelity.to_model_dtype(inputs[part], declared[0])}
+        collected.append(fidelity.to_float(model.run(feed)[0], outputs_declared[0]))
+    return fidelity.compare(np.concatenate(collected), data["outputs"], data.get("labels"))
 
 
 def make_feed(declared: List[Dict[str, Any]], batch_size: int, seed: int = 0) -> Dict[str, Any]:
@@ -79,6 +111,10 @@ def make_feed(declared: List[Dict[str, Any]], batch_size: int, seed: int = 0) ->
             ) from None
         if dtype.kind == "f":
             feed[node["name"]] = rng.standard_normal(shape).astype(dtype)
+        elif dtype.kind in "iu" and node.get("quantization"):
+            # A quantized input: values across the whole integer range, as real data gives.
+            info = np.iinfo(dtype)
+            feed[node["name"]] = rng.integers(info.min, info.max + 1, size=shape).astype(dtype)
         elif dtype.kind in "iu":
             feed[node["name"]] = rng.integers(0, 10, size=shape).astype(dtype)
         elif dtype.kind == "b":
@@ -160,6 +196,7 @@ def run_trial(
         before = conditions.snapshot(root)
         env["conditions_before"] = before
     path = artifact_path(spec)
+    reference = reference_data(spec)
     try:
         runtime = runtimes.adapter(spec.runtime)
     except runtimes.RuntimeUnavailable as exc:
@@ -181,6 +218,8 @@ def run_trial(
         model = runtime.load(
             str(path), {"device": spec.requested_device, "precision": spec.precision}
         )
+        if hasattr(model, "prepare"):  # runtimes with static shapes size them at load
+            model.prepare(spec.batch_size)
     except Exception as exc:  # a runtime's own load error, reported as the trial's reason
         raise TrialError(f"{spec.runtime} could not load {spec.model}: {exc}") from None
     load_ns = time.perf_counter_ns() - t0
@@ -211,6 +250,12 @@ def run_trial(
         window_j = meter.stop() if meter is not None else None
         env["measure_end_unix"] = time.time()
         placement = model.placement()
+        quality: Dict[str, Any] = {}
+        if reference is not None:
+            try:
+                quality = measure_fidelity(model, reference, spec.batch_size)
+            except ValueError as exc:  # measured latency stands; fidelity is absent, with why
+                env["fidelity_error"] = str(exc)
     finally:
         model.close()
     after = conditions.snapshot(root)
@@ -249,6 +294,7 @@ def run_trial(
         else None,
         "samples_ns": samples,
         "environment": env,
+        **quality,
     }
 
 

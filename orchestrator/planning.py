@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from orchestrator.campaigns.matrix import ArtifactInfo, DeviceInfo, Plan, expand
 from orchestrator.campaigns.spec import CampaignSpec
 from orchestrator.store import repository
-from orchestrator.store.models import Campaign, Device, Model
+from orchestrator.store.models import Campaign, Device, Model, ModelCard
 
 
 def device_infos(session: Session) -> list[DeviceInfo]:
@@ -29,10 +29,21 @@ def device_infos(session: Session) -> list[DeviceInfo]:
 
 
 def artifact_infos(session: Session) -> list[ArtifactInfo]:
-    return [
-        ArtifactInfo(model_id=m.id, name=m.name, format=m.format, precision=m.precision)
-        for m in session.scalars(select(Model))
-    ]
+    cards = {c.name: c for c in session.scalars(select(ModelCard))}
+    infos = []
+    for m in session.scalars(select(Model)):
+        card = cards.get(m.name)
+        infos.append(
+            ArtifactInfo(
+                model_id=m.id,
+                name=m.name,
+                format=m.format,
+                precision=m.precision,
+                family=card.family if card else None,
+                input_size=card.input_size if card else None,
+            )
+        )
+    return infos
 
 
 def plan(session: Session, spec: CampaignSpec) -> Plan:

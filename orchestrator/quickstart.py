@@ -21,7 +21,6 @@ from pathlib import Path
 from sqlalchemy import select
 
 from orchestrator import broker, dashboard_process, planning
-from orchestrator.artifacts.registry import build_and_register
 from orchestrator.campaigns.spec import parse_spec
 from orchestrator.child_process import terminate_with_parent
 from orchestrator.cli.store_access import console
@@ -31,7 +30,7 @@ from orchestrator.store.models import Device
 from orchestrator.store.repository import as_utc
 from orchestrator.store.session import session_factory
 
-QUICK_MODELS = ["mlp_digits", "small_cnn_96"]
+QUICK_MODELS = ["mlp_digits", "small_cnn_96", "digits_cnn"]
 QUICK_BATCH_SIZES = [1, 8]
 CAMPAIGN_TIMEOUT_S = 600
 
@@ -46,19 +45,38 @@ def local_device_name() -> str:
 
 
 def quick_runtimes() -> list[str]:
-    """onnxruntime, and OpenVINO beside it when installed: the same models on both."""
-    return ["onnxruntime"] + (["openvino"] if importlib.util.find_spec("openvino") else [])
+    """onnxruntime, and OpenVINO and LiteRT beside it when installed: the same models on each."""
+    found = ["onnxruntime"]
+    if importlib.util.find_spec("openvino"):
+        found.append("openvino")
+    if importlib.util.find_spec("ai_edge_litert") or importlib.util.find_spec("tflite_runtime"):
+        found.append("litert")
+    return found
 
 
-def quickstart_spec(device: str) -> dict:
+def build_models(env: dict[str, str], log_path: Path) -> list[str]:
+    """`models build --quick` in a child process: TensorFlow's memory goes when it ends."""
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli.main", "models", "build", "--quick"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    log_path.write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        raise QuickstartError(f"building the models failed:\n{done.stderr.strip()}")
+    return [line.split()[1] for line in done.stdout.splitlines() if line.startswith("built ")]
+
+
+def quickstart_spec(device: str, models: list[str]) -> dict:
     return {
         "name": "quickstart",
         "devices": {"names": [device]},
-        "models": QUICK_MODELS,
+        "models": [m for m in QUICK_MODELS if m in models],
         "runtimes": quick_runtimes(),
-        "precisions": ["fp32"],
+        "precisions": ["fp32", "int8"],
         "batch_sizes": QUICK_BATCH_SIZES,
-        "policy": {"warmup_s": 0.5, "min_queries": 100, "min_s": 2.0, "max_s": 10.0},
+        "policy": {"warmup_s": 0.5, "min_queries": 100, "min_s": 1.5, "max_s": 10.0},
     }
 
 
@@ -161,16 +179,17 @@ def run(settings: Settings, dashboard_port: int | None) -> None:
             children[label] = (_spawn(args, env, log_path), log_path)
             console.print(f"[bold]{label:<9}[/bold] started (log: {log_path})")
 
-        with sessions.begin() as session:
-            built = build_and_register(session, settings.artifact_dir(), QUICK_MODELS)
-        console.print(f"[bold]models[/bold]   built {', '.join(built)} (ONNX, seeded weights)")
+        built = build_models(env, logs / "models-build.log")
+        console.print(
+            f"[bold]models[/bold]   built {', '.join(built)} (log: {logs / 'models-build.log'})"
+        )
 
         _wait_for_device(sessions, name, started, children)
         console.print(f"[bold]device[/bold]   {name} registered")
         served = settings.resolved_artifact_base_url()
         if served:  # the controller serves the models over HTTP; the agent downloads them
             console.print(f"[bold]artifacts[/bold] served at {served}")
-        spec = parse_spec(quickstart_spec(name))
+        spec = parse_spec(quickstart_spec(name, built))
         with sessions.begin() as session:
             campaign, plan = planning.submit(session, spec)
             campaign_id = campaign.id

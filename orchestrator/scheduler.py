@@ -12,12 +12,21 @@ from datetime import datetime, timedelta
 
 from celery import Celery
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, object_session, sessionmaker
 
 from agents.contract import ArtifactRef, InputSpec, MeasurementPolicy, TrialSpec
 from orchestrator.settings import Settings
 from orchestrator.store import repository
-from orchestrator.store.models import FAILED, PENDING, QUEUED, RUNNING, Device, Trial, utcnow
+from orchestrator.store.models import (
+    FAILED,
+    PENDING,
+    QUEUED,
+    RUNNING,
+    Device,
+    ModelCard,
+    Trial,
+    utcnow,
+)
 from orchestrator.transport import send_trial
 
 log = logging.getLogger("edgebench.scheduler")
@@ -26,8 +35,23 @@ log = logging.getLogger("edgebench.scheduler")
 LEASE_GRACE_S = 60.0
 
 
+def reference_ref(trial: Trial, settings: Settings) -> ArtifactRef | None:
+    """The model's reference data (fp32 outputs, labels) for fidelity, when it has any."""
+    card = object_session(trial).scalar(select(ModelCard).where(ModelCard.name == trial.model.name))
+    stored = (card.data or {}).get("reference") if card is not None else None
+    if not stored:
+        return None
+    return ArtifactRef(
+        sha256=stored["sha256"],
+        size=stored["size"],
+        format="npz",
+        uri=settings.artifact_uri(stored["sha256"], stored["path"]),
+    )
+
+
 def trial_spec(trial: Trial) -> TrialSpec:
     model = trial.model
+    settings = Settings()
     return TrialSpec(
         trial_id=trial.id,
         attempt=trial.attempt,
@@ -39,8 +63,9 @@ def trial_spec(trial: Trial) -> TrialSpec:
             sha256=model.sha256,
             size=model.size,
             format=model.format,
-            uri=Settings().artifact_uri(model.sha256, model.path),
+            uri=settings.artifact_uri(model.sha256, model.path),
         ),
+        reference=reference_ref(trial, settings),
         inputs=[InputSpec(**spec) for spec in model.inputs],
         runtime=trial.runtime,
         requested_device=trial.requested_device,

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agents.contract import read_embedded_broker_url
+from orchestrator.artifacts.http_server import recorded_url
 
 
 class Settings(BaseSettings):
@@ -22,6 +24,26 @@ class Settings(BaseSettings):
     start_timeout_s: float = 60.0
     # How long a starting controller waits for the lease of one that died without releasing it.
     controller_lease_wait_s: float = 35.0
+    # Addresses the embedded broker listens on, comma-separated. Add one that devices on
+    # other hosts can reach; the embedded broker always has a password.
+    broker_bind: str = "127.0.0.1"
+    # Provisioning: the broker URL as devices reach it, when it differs from broker_url
+    # (default: broker_url, its loopback host replaced by the controller's address as the
+    # device sees it over SSH).
+    agent_broker_url: Optional[str] = None
+    # Provisioning: a package index devices can reach. Without one, the controller uploads
+    # the agent's dependencies as wheels (devices may have no internet).
+    agent_index_url: Optional[str] = None
+    # The artifact server `edgebench server` runs (docs/ARTIFACTS.md): the address it binds
+    # (0.0.0.0 for devices on other hosts), its port (0: a free one), the base URL agents are
+    # given (default: its own), and its bearer token (default: generated into home, 0600).
+    artifact_server: bool = True
+    artifact_bind: str = "127.0.0.1"
+    artifact_port: int = Field(0, ge=0, le=65535)
+    artifact_base_url: Optional[str] = None
+    artifact_token: Optional[str] = None
+    # Provisioning: where the wheelhouses built for devices are kept (default: home/wheelhouse).
+    wheelhouse_dir: Optional[Path] = None
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'edgebench.db'}"
@@ -34,3 +56,20 @@ class Settings(BaseSettings):
 
     def artifact_dir(self) -> Path:
         return self.home / "artifacts"
+
+    def resolved_artifact_base_url(self) -> Optional[str]:
+        """EDGEBENCH_ARTIFACT_BASE_URL, else the artifact server running on this machine."""
+        if self.artifact_base_url:
+            return self.artifact_base_url.rstrip("/")
+        return recorded_url(self.home)
+
+    def artifact_uri(self, sha256: str, path: str) -> str:
+        """Where agents fetch an artifact: over HTTP when served, else its shared path."""
+        base = self.resolved_artifact_base_url()
+        return f"{base}/artifacts/{sha256}" if base else path
+
+    def resolved_wheelhouse_dir(self) -> Path:
+        return self.wheelhouse_dir or (self.home / "wheelhouse")
+
+    def broker_bind_addresses(self) -> list[str]:
+        return [address.strip() for address in self.broker_bind.split(",") if address.strip()]

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Dict, List, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 CONTROL_QUEUE = "edgebench.control"
 INGEST_TASK = "edgebench.ingest"
@@ -114,6 +114,8 @@ class TrialSpec(_Message):
     device: str
     model: str
     artifact: ArtifactRef
+    # fp32 reference inputs/outputs (and labels) for fidelity and accuracy: an .npz file.
+    reference: Optional[ArtifactRef] = None
     inputs: List[InputSpec]
     runtime: str
     requested_device: str = "CPU"

@@ -14,6 +14,7 @@ from typing import Any, Dict, List
 REGISTRY: Dict[str, str] = {
     "onnxruntime": "agents.runtimes.onnxruntime:OnnxRuntimeAdapter",
     "openvino": "agents.runtimes.openvino:OpenVinoAdapter",
+    "litert": "agents.runtimes.litert:LiteRtAdapter",
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import tarfile
 from typing import Any, Dict, List, Optional
 
 # AUTO lets OpenVINO choose; whatever it picks is not a fallback.
@@ -104,5 +105,19 @@ class OpenVinoAdapter:
             config["CACHE_DIR"] = str(options["cache_dir"])
         if options.get("num_streams"):
             config["NUM_STREAMS"] = str(options["num_streams"])
-        compiled = core.compile_model(core.read_model(path), device, config)
+        compiled = core.compile_model(read_model(core, path), device, config)
         return LoadedOpenVinoModel(compiled, device)
+
+
+def read_model(core: Any, path: str) -> Any:
+    """An ONNX or IR file, or an IR packed as a tar of model.xml and model.bin (how the
+    controller stores and sends an IR: one file, one hash)."""
+    if not tarfile.is_tarfile(path):
+        return core.read_model(path)
+    with tarfile.open(path, mode="r:") as tar:
+        members = {m.name: m for m in tar.getmembers() if m.isfile()}
+        if "model.xml" not in members or "model.bin" not in members:
+            raise ValueError("an OpenVINO IR tar needs model.xml and model.bin")
+        xml = tar.extractfile(members["model.xml"]).read()
+        weights = tar.extractfile(members["model.bin"]).read()
+    return core.read_model(xml, weights)

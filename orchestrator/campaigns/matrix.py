@@ -11,10 +11,14 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.campaigns.spec import MAX_TRIALS, CampaignSpec
+from orchestrator.campaigns.spec import MAX_TRIALS, CampaignSpec, ModelChoice
 
 # The artifact formats each runtime loads, preferred first (OpenVINO reads ONNX directly).
-RUNTIME_FORMATS = {"onnxruntime": ("onnx",), "openvino": ("openvino-ir", "onnx")}
+RUNTIME_FORMATS = {
+    "onnxruntime": ("onnx",),
+    "openvino": ("openvino-ir", "onnx"),
+    "litert": ("tflite",),
+}
 # Seconds allowed on top of the measurement policy for process start, load and first run.
 TRIAL_OVERHEAD_S = 120.0
 
@@ -33,6 +37,8 @@ class ArtifactInfo:
     name: str
     format: str
     precision: str
+    family: str | None = None  # input-size variants share a family (mobilenet_v2_96 ...)
+    input_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,30 @@ def select_devices(spec: CampaignSpec, devices: list[DeviceInfo]) -> list[Device
     return chosen
 
 
+def resolve_variant(choice: ModelChoice, artifacts: list[ArtifactInfo]) -> tuple[str, str | None]:
+    """The model variant a spec entry means, and why none fits (or None).
+
+    A name of a built variant is that variant. A family name (mobilenet_v2) with an
+    input_size is that size's variant; without one, the family's largest input size.
+    """
+    sizes = sorted({a.input_size for a in artifacts if a.family == choice.name and a.input_size})
+    exact = next((a for a in artifacts if a.name == choice.name), None)
+    if choice.input_size is None:
+        if exact is not None or not sizes:
+            return choice.name, None
+        return _variant_name(artifacts, choice.name, sizes[-1]), None
+    if exact is not None and exact.input_size == choice.input_size:
+        return choice.name, None
+    if choice.input_size in sizes:
+        return _variant_name(artifacts, choice.name, choice.input_size), None
+    built = ", ".join(str(s) for s in sizes) or "none"
+    return choice.name, f"{choice.name} has no input size {choice.input_size} (built: {built})"
+
+
+def _variant_name(artifacts: list[ArtifactInfo], family: str, size: int) -> str:
+    return next(a.name for a in artifacts if a.family == family and a.input_size == size)
+
+
 def expand(spec: CampaignSpec, devices: list[DeviceInfo], artifacts: list[ArtifactInfo]) -> Plan:
     chosen = select_devices(spec, devices)
     if not chosen:
@@ -84,7 +114,7 @@ def expand(spec: CampaignSpec, devices: list[DeviceInfo], artifacts: list[Artifa
         missing = sorted(set(spec.devices.names) - {d.name for d in devices})
         if missing:
             raise PlanError(f"devices.names: unknown device(s): {', '.join(missing)}")
-    known_models = {a.name for a in artifacts}
+    known_models = {a.name for a in artifacts} | {a.family for a in artifacts if a.family}
     unknown = [m.name for m in spec.model_choices() if m.name not in known_models]
     if unknown:
         raise PlanError(
@@ -105,10 +135,11 @@ def expand(spec: CampaignSpec, devices: list[DeviceInfo], artifacts: list[Artifa
     combos = itertools.product(
         chosen, spec.model_choices(), spec.runtime_choices(), spec.precisions, spec.batch_sizes
     )
-    for device, model, runtime, precision, batch in combos:
+    for device, choice, runtime, precision, batch in combos:
+        model_name, size_reason = resolve_variant(choice, artifacts)
         base = {
             "device": device.name,
-            "model": model.name,
+            "model": model_name,
             "runtime": runtime.name,
             "requested_device": runtime.device,
             "precision": precision,
@@ -118,9 +149,9 @@ def expand(spec: CampaignSpec, devices: list[DeviceInfo], artifacts: list[Artifa
         formats = RUNTIME_FORMATS.get(runtime.name)
         artifact = next(
             (
-                by_key[(model.name, f, precision)]
+                by_key[(model_name, f, precision)]
                 for f in formats or ()
-                if (model.name, f, precision) in by_key
+                if (model_name, f, precision) in by_key
             ),
             None,
         )
@@ -133,10 +164,10 @@ def expand(spec: CampaignSpec, devices: list[DeviceInfo], artifacts: list[Artifa
             reason = (
                 f"{runtime.name} on {device.name} offers no {runtime.device} (offers: {offered})"
             )
-        elif model.input_size is not None:
-            reason = "input_size variants are not built by this version"
+        elif size_reason:
+            reason = size_reason
         elif artifact is None:
-            reason = f"no {' or '.join(formats)} {precision} artifact of {model.name}"
+            reason = f"no {' or '.join(formats)} {precision} artifact of {model_name}"
         if reason:
             plan.skipped.append({**base, "reason": reason})
             continue
@@ -144,7 +175,7 @@ def expand(spec: CampaignSpec, devices: list[DeviceInfo], artifacts: list[Artifa
             plan.trials.append(
                 PlannedTrial(
                     device=device.name,
-                    model=model.name,
+                    model=model_name,
                     model_id=artifact.model_id,
                     runtime=runtime.name,
                     requested_device=runtime.device,

@@ -30,9 +30,11 @@ def _fmt(value: Optional[float], digits: int = 3) -> str:
 
 def render_table(rows: list[dict], title: Optional[str] = None) -> Table:
     table = Table(
-        "device", "model", "runtime", "scenario", "batch", "n", "p50 ms", "p90 ms", "p99 ms", "cv",
-        "items/s", "load ms", "RSS MB", "mJ/item", "status", title=title,
-        caption="* unstable: cv above the policy's max_cv; — not measured",
+        "device", "model", "runtime", "prec", "scenario", "batch", "n", "p50 ms", "p90 ms",
+        "p99 ms", "cv", "items/s", "load ms", "RSS MB", "model MB", "accuracy", "fidelity",
+        "mJ/item", "status", title=title,
+        caption="* unstable: cv above the policy's max_cv; — not measured; fidelity: cosine "
+        "similarity of the outputs to the fp32 reference",
     )  # fmt: skip
     for r in rows:
         status = r["status"] if not r["error"] else f"{r['status']}: {r['error'][:80]}"
@@ -40,11 +42,13 @@ def render_table(rows: list[dict], title: Optional[str] = None) -> Table:
             status += " (throttled)"
         table.add_row(
             r["device"], r["model"], f"{r['runtime']}/{r['actual_device'] or r['requested_device']}",
-            r["scenario"], str(r["batch_size"]), str(r["n"] or "—"), _fmt(r["p50_ms"]),
-            _fmt(r["p90_ms"]), _fmt(r["p99_ms"]),
+            r["precision"], r["scenario"], str(r["batch_size"]), str(r["n"] or "—"),
+            _fmt(r["p50_ms"]), _fmt(r["p90_ms"]), _fmt(r["p99_ms"]),
             _fmt(r["cv"], 2) + ("*" if r["unstable"] else ""),
             _fmt(r["throughput_ips"], 0), _fmt(r["load_ms"], 1), _fmt(r["peak_rss_mb"], 1),
-            _fmt(r["energy_mj_per_inference"], 3), status,
+            _fmt(r["model_bytes"] / 1e6 if r["model_bytes"] else None, 2),
+            _fmt(r["accuracy"] * 100, 1) + "%" if r["accuracy"] is not None else "—",
+            _fmt(r["fidelity_cosine"], 5), _fmt(r["energy_mj_per_inference"], 3), status,
         )  # fmt: skip
     return table
 

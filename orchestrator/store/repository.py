@@ -23,6 +23,7 @@ from orchestrator.store.models import (
     Campaign,
     Device,
     Model,
+    ModelCard,
     Result,
     ResultSamples,
     Trial,
@@ -127,6 +128,22 @@ def upsert_model(
     model.inputs, model.recipe = inputs, recipe
     session.flush()
     return model
+
+
+def upsert_card(session: Session, card: dict[str, Any]) -> ModelCard:
+    """Create or replace the card of a model variant (keyed by its name)."""
+    row = session.scalar(select(ModelCard).where(ModelCard.name == card["name"]))
+    if row is None:
+        row = ModelCard(name=card["name"])
+        session.add(row)
+    for key in (
+        "family", "input_size", "version", "task", "layout", "preprocessing", "inputs",
+        "source", "license", "data", "recipe",
+    ):  # fmt: skip
+        if key in card:
+            setattr(row, key, card[key])
+    session.flush()
+    return row
 
 
 # -- campaigns -----------------------------------------------------------------------

@@ -93,7 +93,7 @@ def test_plan_submit_status_cancel(cli_store, tmp_path):
     planned = run_cli("campaign", "plan", spec, env=env)
     assert planned.returncode == 0, planned.stderr
     assert "4 trial(s) on 2 device(s)" in planned.stdout
-    assert "runtime litert is not supported" in planned.stdout
+    assert "runtime litert is not installed on pi-1" in planned.stdout
 
     submitted = run_cli("campaign", "submit", spec, env=env)
     assert submitted.returncode == 0, submitted.stderr

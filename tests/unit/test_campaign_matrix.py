@@ -196,24 +196,74 @@ def test_missing_artifact_for_a_precision_is_skipped():
 
 
 def test_unsupported_runtime_is_skipped_not_rejected():
-    result = plan(runtimes=["onnxruntime", "litert"], batch_sizes=[1, 2])
+    result = plan(runtimes=["onnxruntime", "tvm"], batch_sizes=[1, 2])
     assert len(result.trials) == 3 * 2  # 3 lab devices x 2 batch sizes, onnxruntime only
     assert {t.runtime for t in result.trials} == {"onnxruntime"}
     assert len(result.skipped) == 3 * 2
-    assert {s["runtime"] for s in result.skipped} == {"litert"}
+    assert {s["runtime"] for s in result.skipped} == {"tvm"}
     assert {s["reason"] for s in result.skipped} == {
-        "runtime litert is not supported by this controller"
+        "runtime tvm is not supported by this controller"
     }
 
 
-def test_input_size_variant_is_skipped():
+def test_input_size_without_that_variant_is_skipped_naming_the_built_sizes():
     result = plan(
         devices={"names": ["pi4-a"]},
         models=["small_cnn_96", {"name": "mlp_digits", "input_size": 8}],
     )
     assert [t.model for t in result.trials] == ["small_cnn_96"]
     assert [(s["model"], s["reason"]) for s in result.skipped] == [
-        ("mlp_digits", "input_size variants are not built by this version")
+        ("mlp_digits", "mlp_digits has no input size 8 (built: none)")
+    ]
+
+
+VARIANTS = [
+    ArtifactInfo(20, "mobilenet_v2_96", "onnx", "fp32", "mobilenet_v2", 96),
+    ArtifactInfo(21, "mobilenet_v2_224", "onnx", "fp32", "mobilenet_v2", 224),
+    ArtifactInfo(22, "mobilenet_v2_224", "tflite", "int8", "mobilenet_v2", 224),
+    ArtifactInfo(23, "digits_cnn", "tflite", "fp32", "digits_cnn", 8),
+]
+
+
+@pytest.mark.parametrize(
+    ("entry", "model", "reason"),
+    [
+        ("mobilenet_v2", "mobilenet_v2_224", None),  # a family: its largest input size
+        ({"name": "mobilenet_v2", "input_size": 96}, "mobilenet_v2_96", None),
+        ("mobilenet_v2_96", "mobilenet_v2_96", None),  # a variant by its own name
+        ({"name": "digits_cnn", "input_size": 8}, "digits_cnn", None),
+        (
+            {"name": "mobilenet_v2", "input_size": 160},
+            "mobilenet_v2",
+            "mobilenet_v2 has no input size 160 (built: 96, 224)",
+        ),
+    ],
+)
+def test_spec_entries_resolve_to_input_size_variants(entry, model, reason):
+    from orchestrator.campaigns.matrix import resolve_variant
+
+    [choice] = spec(models=[entry]).model_choices()
+    assert resolve_variant(choice, VARIANTS) == (model, reason)
+
+
+def test_litert_runs_tflite_artifacts_and_each_runtime_gets_its_format():
+    devices = [
+        DeviceInfo("pi5", "raspberry-pi-5", ("lab",), {"litert": ["CPU"], "onnxruntime": ["CPU"]})
+    ]
+    result = expand(
+        spec(
+            models=["mobilenet_v2"], runtimes=["litert", "onnxruntime"], precisions=["fp32", "int8"]
+        ),
+        devices,
+        VARIANTS,
+    )
+    assert sorted((t.runtime, t.precision, t.model_id) for t in result.trials) == [
+        ("litert", "int8", 22),
+        ("onnxruntime", "fp32", 21),
+    ]
+    assert sorted(s["reason"] for s in result.skipped) == [
+        "no onnx int8 artifact of mobilenet_v2_224",
+        "no tflite fp32 artifact of mobilenet_v2_224",
     ]
 
 
@@ -239,10 +289,10 @@ def test_design_example_plans_with_skips():
     # 3 devices x 2 models x 3 runtimes x 2 precisions x 2 batch sizes, minus the 6 trials
     assert len(result.skipped) == 3 * 2 * 3 * 2 * 2 - 6
     reasons = {s["reason"] for s in result.skipped}
-    assert "runtime litert is not supported by this controller" in reasons
+    assert "runtime litert is not installed on pi4-a" in reasons
     assert "runtime openvino is not installed on pi4-a" in reasons
     assert "no onnx int8 artifact of mobilenet_v2" in reasons
-    assert "input_size variants are not built by this version" in reasons
+    assert "digits_cnn has no input size 8 (built: none)" in reasons
 
 
 # --- plan errors -----------------------------------------------------------------------
@@ -279,10 +329,10 @@ def test_unknown_model_with_an_empty_store_says_how_to_build():
 
 def test_no_runnable_trial():
     with pytest.raises(PlanError) as caught:
-        plan(runtimes=["litert"])
+        plan(runtimes=["tvm"])
     message = str(caught.value)
     assert "no runnable trial" in message
-    assert "runtime litert is not supported by this controller" in message
+    assert "runtime tvm is not supported by this controller" in message
 
 
 def test_no_runnable_trial_on_a_device_without_runtimes():

@@ -98,8 +98,8 @@ def test_adapter_lookup():
 
 
 def test_unknown_runtime_name():
-    with pytest.raises(runtimes.RuntimeUnavailable, match="unknown runtime 'litert'"):
-        runtimes.adapter("litert")
+    with pytest.raises(runtimes.RuntimeUnavailable, match="unknown runtime 'tvm'"):
+        runtimes.adapter("tvm")
 
 
 def test_load_inputs_run_placement(model_file, mlp):
@@ -274,14 +274,14 @@ def test_run_trial_missing_file(tmp_path):
 
 def test_run_trial_unsupported_uri_scheme(model_file):
     spec = make_spec(model_file)
-    spec.artifact.uri = "https://example.invalid/model.onnx"
-    with pytest.raises(runner.TrialError, match="scheme 'https'"):
+    spec.artifact.uri = "ftp://example.invalid/model.onnx"
+    with pytest.raises(runner.TrialError, match="scheme 'ftp'"):
         runner.run_trial(spec)
 
 
 def test_run_trial_unknown_runtime(model_file):
-    with pytest.raises(runner.TrialError, match="unknown runtime 'litert'"):
-        runner.run_trial(make_spec(model_file, runtime="litert"))
+    with pytest.raises(runner.TrialError, match="unknown runtime 'tvm'"):
+        runner.run_trial(make_spec(model_file, runtime="tvm"))
 
 
 def test_run_trial_dynamic_non_batch_dimension(tmp_path):

@@ -1,0 +1,198 @@
+"""LiteRT (TensorFlow Lite) adapter: ``ai_edge_litert`` first, ``tflite_runtime`` on old images.
+
+Devices: CPU (XNNPACK, LiteRT's default CPU path), EdgeTPU (the Coral delegate,
+``libedgetpu.so.1``, which only runs models compiled by ``edgetpu_compiler``) and GPU
+(the GPU delegate library, where the board ships one). The placement says which delegate
+was applied and whether it took the whole graph.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import importlib
+import importlib.util
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+# Interpreter modules, preferred first: tflite-runtime 2.14 breaks with numpy 2.
+MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
+EDGETPU_LIBRARY = "libedgetpu.so.1"
+GPU_LIBRARY = "libtensorflowlite_gpu_delegate.so"
+# The custom op edgetpu_compiler puts in a model; without it the Edge TPU does nothing.
+EDGETPU_MARKER = b"edgetpu-custom-op"
+
+
+def _interpreter_module() -> Any:
+    for name in MODULES:
+        if importlib.util.find_spec(name.split(".")[0]) is not None:
+            return importlib.import_module(name)
+    raise ImportError("neither ai_edge_litert nor tflite_runtime is installed")
+
+
+def _library_present(name: str) -> bool:
+    try:
+        ctypes.CDLL(name)
+    except OSError:
+        return False
+    return True
+
+
+def is_edgetpu_compiled(model_bytes: bytes) -> bool:
+    return EDGETPU_MARKER in model_bytes
+
+
+class LoadedLiteRtModel:
+    def __init__(self, interpreter: Any, requested: str, delegate: Optional[str]) -> None:
+        self._interpreter = interpreter
+        self._requested = requested
+        self._delegate = delegate
+        self._input_details = interpreter.get_input_details()
+        self._output_details = interpreter.get_output_details()
+        self._batch: Optional[int] = None
+
+    def inputs(self) -> List[Dict[str, Any]]:
+        return [_describe(d) for d in self._input_details]
+
+    def outputs(self) -> List[Dict[str, Any]]:
+        return [_describe(d) for d in self._output_details]
+
+    def prepare(self, batch_size: int) -> None:
+        """Resize the batch dimension (LiteRT tensors are static once allocated)."""
+        if self._batch == batch_size:
+            return
+        for detail in self._input_details:
+            shape = list(detail["shape_signature"]) or list(detail["shape"])
+            shape[0] = batch_size
+            self._interpreter.resize_tensor_input(detail["index"], shape, strict=False)
+        self._interpreter.allocate_tensors()
+        self._input_details = self._interpreter.get_input_details()
+        self._output_details = self._interpreter.get_output_details()
+        self._batch = batch_size
+
+    def run(self, feed: Dict[str, Any]) -> List[Any]:
+        first = next(iter(feed.values()))
+        if self._batch != first.shape[0]:
+            self.prepare(int(first.shape[0]))
+        for detail in self._input_details:
+            self._interpreter.set_tensor(detail["index"], feed[detail["name"]])
+        self._interpreter.invoke()
+        return [self._interpreter.get_tensor(d["index"]) for d in self._output_details]
+
+    def placement(self) -> Dict[str, Any]:
+        partitions, fully = delegation(self._interpreter)
+        applied = partitions > 0
+        # XNNPACK is LiteRT's own CPU path: applied or not, the model ran on the CPU.
+        actual = self._delegate if (self._delegate and applied) else "CPU"
+        return {
+            "interpreter": self._interpreter.__class__.__module__,
+            "delegate": (self._delegate or "XNNPACK") if applied else None,
+            "delegate_applied": applied,
+            "delegated_partitions": partitions,
+            "fully_delegated": fully,
+            "requested_device": self._requested,
+            "actual_device": actual,
+            "fallback": actual != self._requested or (self._delegate is not None and not fully),
+        }
+
+    def close(self) -> None:
+        self._interpreter = None
+
+
+def _describe(detail: Dict[str, Any]) -> Dict[str, Any]:
+    signature = list(detail.get("shape_signature", detail["shape"]))
+    described = {
+        "name": detail["name"],
+        "shape": [int(d) if d >= 0 else None for d in signature],
+        "dtype": detail["dtype"].__name__ if hasattr(detail["dtype"], "__name__") else "",
+    }
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    if scale:
+        described["quantization"] = [float(scale), int(zero_point)]
+    return described
+
+
+def delegation(interpreter: Any) -> tuple:
+    """(delegate partitions, whole graph delegated?) from the interpreter's nodes.
+
+    LiteRT keeps the original nodes and appends one DELEGATE node per partition. The graph
+    is fully delegated when there is one partition, fed only by graph inputs (or constants)
+    and producing every graph output: any op left outside would feed it or follow it.
+    """
+    nodes = interpreter._get_ops_details()
+    delegates = [n for n in nodes if n["op_name"] == "DELEGATE"]
+    if not delegates:
+        return 0, False
+    produced = {int(t) for n in nodes if n["op_name"] != "DELEGATE" for t in n["outputs"]}
+    graph_inputs = {int(d["index"]) for d in interpreter.get_input_details()}
+    graph_outputs = {int(d["index"]) for d in interpreter.get_output_details()}
+    only = delegates[0]
+    fed_from_inside = {int(t) for t in only["inputs"]} & produced - graph_inputs
+    fully = (
+        len(delegates) == 1
+        and not fed_from_inside
+        and graph_outputs <= {int(t) for t in only["outputs"]}
+    )
+    return len(delegates), fully
+
+
+class LiteRtAdapter:
+    name = "litert"
+    import_name = "ai_edge_litert"
+
+    def available(self) -> bool:
+        return any(importlib.util.find_spec(m.split(".")[0]) is not None for m in MODULES)
+
+    def version(self) -> Optional[str]:
+        if not self.available():
+            return None
+        for package in ("ai_edge_litert", "tflite_runtime"):
+            if importlib.util.find_spec(package) is not None:
+                version = getattr(importlib.import_module(package), "__version__", None)
+                return version if package == MODULES[0].split(".")[0] else f"{package} {version}"
+        return None
+
+    def devices(self) -> List[str]:
+        if not self.available():
+            return []
+        found = ["CPU"]
+        if _library_present(EDGETPU_LIBRARY):
+            found.append("EdgeTPU")
+        if ctypes.util.find_library("tensorflowlite_gpu_delegate") or _library_present(GPU_LIBRARY):
+            found.append("GPU")
+        return found
+
+    def load(self, path: str, options: Optional[Dict[str, Any]] = None) -> LoadedLiteRtModel:
+        module = _interpreter_module()
+        options = options or {}
+        device = options.get("device", "CPU")
+        if device not in ("CPU", "EdgeTPU", "GPU"):
+            raise ValueError(f"LiteRT has no device {device!r} (devices: CPU, EdgeTPU, GPU)")
+        model_bytes = Path(path).read_bytes()
+        delegates, delegate_name = [], None
+        if device == "EdgeTPU":
+            if not is_edgetpu_compiled(model_bytes):
+                raise ValueError(
+                    "this .tflite model is not compiled for the Edge TPU (no edgetpu-custom-op):"
+                    " compile it with edgetpu_compiler, or run it on the CPU"
+                )
+            delegates.append(_load_delegate(module, EDGETPU_LIBRARY, "the Edge TPU runtime"))
+            delegate_name = "EdgeTPU"
+        elif device == "GPU":
+            delegates.append(_load_delegate(module, GPU_LIBRARY, "the LiteRT GPU delegate"))
+            delegate_name = "GPU"
+        kwargs: Dict[str, Any] = {"model_content": model_bytes}
+        if delegates:
+            kwargs["experimental_delegates"] = delegates
+        if options.get("num_threads"):
+            kwargs["num_threads"] = int(options["num_threads"])
+        interpreter = module.Interpreter(**kwargs)
+        interpreter.allocate_tensors()
+        return LoadedLiteRtModel(interpreter, device, delegate_name)
+
+
+def _load_delegate(module: Any, library: str, what: str) -> Any:
+    try:
+        return module.load_delegate(library)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot load {what} ({library}): {exc}") from None

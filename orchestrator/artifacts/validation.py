@@ -1,0 +1,119 @@
+"""Load an artifact with the runtime that reads it: proof that it works, and its inputs.
+
+Used on every built artifact before it is registered, and on every user model
+(`models add`): a corrupt, truncated or wrong-format file is refused here, with the
+runtime's own reason, before anything is stored.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from typing import Any
+
+import numpy as np
+
+from orchestrator.artifacts.converters import IR_BIN, IR_XML
+
+# File suffix of each format in the content store.
+SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "openvino-ir": ".ov.tar"}
+
+
+class InvalidModel(ValueError):
+    """The file is not a model its runtime can load."""
+
+
+def describe(data: bytes, fmt: str) -> list[dict[str, Any]]:
+    """The model's inputs as [{name, shape (None = dynamic), dtype}], loading it to check."""
+    try:
+        if fmt == "onnx":
+            return _onnx_inputs(data)
+        if fmt == "tflite":
+            return _tflite_inputs(data)
+        if fmt == "openvino-ir":
+            return _openvino_inputs(data)
+    except InvalidModel:
+        raise
+    except Exception as exc:  # the runtime's own parse error is the reason
+        raise InvalidModel(f"not a loadable {fmt} model: {exc}") from None
+    raise InvalidModel(f"unknown model format {fmt!r} (known: {', '.join(SUFFIXES)})")
+
+
+def _onnx_inputs(data: bytes) -> list[dict[str, Any]]:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    return [
+        {
+            "name": node.name,
+            "shape": [d if isinstance(d, int) else None for d in node.shape],
+            "dtype": _onnx_dtype(node.type),
+        }
+        for node in session.get_inputs()
+    ]
+
+
+def _onnx_dtype(type_name: str) -> str:
+    inner = type_name[len("tensor(") : -1] if type_name.startswith("tensor(") else type_name
+    return {"float": "float32", "double": "float64", "float16": "float16"}.get(inner, inner)
+
+
+def _tflite_inputs(data: bytes) -> list[dict[str, Any]]:
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        from tflite_runtime.interpreter import Interpreter
+    interpreter = Interpreter(model_content=data)
+    interpreter.allocate_tensors()
+    described = []
+    for detail in interpreter.get_input_details():
+        signature = list(detail.get("shape_signature", detail["shape"]))
+        entry = {
+            "name": detail["name"],
+            "shape": [int(d) if d >= 0 else None for d in signature],
+            "dtype": np.dtype(detail["dtype"]).name,
+        }
+        described.append(entry)
+    return described
+
+
+def unpack_ir(data: bytes) -> tuple[bytes, bytes]:
+    """(model.xml, model.bin) from an IR tar; InvalidModel when either is missing."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            members = {m.name: m for m in tar.getmembers() if m.isfile()}
+            if IR_XML not in members or IR_BIN not in members:
+                raise InvalidModel(f"an OpenVINO IR tar needs {IR_XML} and {IR_BIN}")
+            return (
+                tar.extractfile(members[IR_XML]).read(),
+                tar.extractfile(members[IR_BIN]).read(),
+            )
+    except tarfile.TarError as exc:
+        raise InvalidModel(f"not an OpenVINO IR tar: {exc}") from None
+
+
+def _openvino_inputs(data: bytes) -> list[dict[str, Any]]:
+    import openvino
+
+    xml, weights = unpack_ir(data)
+    model = openvino.Core().read_model(xml, weights)
+    return [
+        {
+            "name": port.get_any_name(),
+            "shape": [d.get_length() if d.is_static else None for d in port.get_partial_shape()],
+            "dtype": port.get_element_type().to_dtype().name,
+        }
+        for port in model.inputs
+    ]
+
+
+def format_of(path: os.PathLike | str) -> str:
+    """The model format a user's file name says, or InvalidModel naming what is accepted."""
+    name = os.fspath(path).lower()
+    for fmt, suffix in (("onnx", ".onnx"), ("tflite", ".tflite"), ("openvino-ir", ".xml")):
+        if name.endswith(suffix):
+            return fmt
+    raise InvalidModel(f"{path}: unknown model file type (accepted: .onnx, .tflite, .xml + .bin)")
