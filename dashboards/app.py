@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboards import first_run, store_access
-from orchestrator.store import dashboard_queries
+from orchestrator.store.queries import dashboard as dashboard_queries
 
 st.set_page_config(page_title="edgebench", layout="wide")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from orchestrator.store.dashboard_queries import Metric
+from orchestrator.store.queries.dashboard import Metric
 
 LABEL_LIMIT = 400
 # Mid-tone categorical colours and grey legend symbols: legible on a light and a dark page.

@@ -10,8 +10,8 @@ from typing import Any
 import streamlit as st
 
 from dashboards import store_access
-from orchestrator.store import dashboard_queries
-from orchestrator.store.dashboard_queries import METRICS, Metric
+from orchestrator.store.queries import dashboard as dashboard_queries
+from orchestrator.store.queries.dashboard import METRICS, Metric
 
 ALL = "all"
 

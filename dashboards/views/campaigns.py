@@ -7,7 +7,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import charts, first_run, model_scope, store_access
-from orchestrator.store import dashboard_queries, queries
+from orchestrator.store import queries
+from orchestrator.store.queries import dashboard as dashboard_queries
 
 REFRESH_S = 5
 

@@ -7,8 +7,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import charts, first_run, model_scope
-from orchestrator.store import dashboard_queries
-from orchestrator.store.dashboard_queries import METRICS
+from orchestrator.store.queries import dashboard as dashboard_queries
+from orchestrator.store.queries.dashboard import METRICS
 
 st.title("Compare")
 scope = model_scope.pick()

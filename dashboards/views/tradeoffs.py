@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import charts, first_run, model_scope, pareto
-from orchestrator.store.dashboard_queries import METRICS
+from orchestrator.store.queries.dashboard import METRICS
 
 LATENCIES = ["p50_ms", "p90_ms", "p99_ms", "mean_ms"]
 # (y column, what the chart asks, y is better when) for each trade-off

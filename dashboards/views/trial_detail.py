@@ -8,8 +8,9 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import charts, conditions, first_run, model_scope, store_access
-from orchestrator.store import dashboard_queries, queries
-from orchestrator.store.dashboard_queries import COLD_START_PARTS, METRICS
+from orchestrator.store import queries
+from orchestrator.store.queries import dashboard as dashboard_queries
+from orchestrator.store.queries.dashboard import COLD_START_PARTS, METRICS
 
 # Over-time plots draw at most this many points (evenly spaced); statistics use all.
 MAX_POINTS = 5000

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dashboards import conditions, pareto
-from orchestrator.store import dashboard_queries
+from orchestrator.store.queries import dashboard as dashboard_queries
 
 
 def test_pareto_front_lower_latency_higher_accuracy():

@@ -1,4 +1,5 @@
-"""Read-only queries for the CLI and the dashboard. Nothing here writes."""
+"""Read-only queries for the CLI and the dashboard (the dashboard's own pages: `dashboard`).
+Nothing here writes."""
 
 from __future__ import annotations
 

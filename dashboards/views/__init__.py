@@ -1,0 +1,1 @@
+"""Dashboard pages: Streamlit scripts that dashboards/app.py runs through st.navigation."""
