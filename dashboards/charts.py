@@ -76,7 +76,7 @@ def tradeoff_scatter(
             x=f"{x}:Q",
             y=f"{y}:Q",
             text="label:N",
-            color=alt.Color("device:N", scale=PALETTE, legend=None),
+            color=alt.Color("device:N", title="device", scale=PALETTE),
         )
     )
     return alt.layer(line, points, labels)

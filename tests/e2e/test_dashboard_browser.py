@@ -37,6 +37,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+# Tall enough that a page's main charts are in the screenshot (Streamlit scrolls inside the
+# page, so a full-page screenshot holds only the viewport).
+VIEWPORT = {"width": 1400, "height": 1800}
 # A Vega chart that has drawn its marks (Vega renders to a canvas or an SVG).
 CHART_DRAWN = '[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg.marks'
 # page title -> (URL path with a shared link's query, charts the page must draw)
@@ -111,10 +114,8 @@ def test_every_page_opens_in_chromium_without_an_exception(
     shots = artifacts_dir()
     try:
         wait_until_serving(base, process, log, timeout=60)
-        light = playwright_browser.new_page(viewport={"width": 1400, "height": 1000})
-        dark = playwright_browser.new_page(
-            viewport={"width": 1400, "height": 1000}, color_scheme="dark"
-        )
+        light = playwright_browser.new_page(viewport=VIEWPORT)
+        dark = playwright_browser.new_page(viewport=VIEWPORT, color_scheme="dark")
         for title, (path, charts) in PAGES.items():
             light.goto(f"{base}/{path}")
             light.get_by_role("heading", name=title, level=1).wait_for(timeout=60_000)
