@@ -1,4 +1,5 @@
-"""The embedded broker: a loopback-only redis-server with a generated password.
+"""The embedded broker: a redis-server with a generated password, on loopback unless told
+to listen on more addresses (EDGEBENCH_BROKER_BIND, for devices on other hosts).
 
 Started by `edgebench server` and `quickstart` when no EDGEBENCH_BROKER_URL is set;
 its URL is recorded in EDGEBENCH_HOME/broker.json (mode 0600) for the other commands.
@@ -89,7 +90,10 @@ class EmbeddedBroker:
                 self.process.wait()
 
 
-def start(home: Path, record: bool = True, port: int | None = None) -> EmbeddedBroker:
+def start(
+    home: Path, record: bool = True, port: int | None = None, bind: list[str] | None = None
+) -> EmbeddedBroker:
+    """Start redis-server listening on `bind` (default loopback); its URL is loopback's."""
     home.mkdir(parents=True, exist_ok=True)
     data_dir = home / "redis"
     data_dir.mkdir(exist_ok=True)
@@ -101,11 +105,12 @@ def start(home: Path, record: bool = True, port: int | None = None) -> EmbeddedB
         port = previous_port
     password = password or secrets.token_urlsafe(24)
     port = port or free_port()
+    listen = " ".join(_bind_addresses(bind))
     # The password goes in a 0600 config file, not on the command line where `ps` shows it.
     fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(
-            f'port {port}\nbind 127.0.0.1\nrequirepass {password}\nsave ""\n'
+            f'port {port}\nbind {listen}\nrequirepass {password}\nsave ""\n'
             f"appendonly no\ndir {data_dir}\nprotected-mode yes\n"
         )
     process = subprocess.Popen(
@@ -124,6 +129,15 @@ def start(home: Path, record: bool = True, port: int | None = None) -> EmbeddedB
         with os.fdopen(fd, "w") as handle:
             json.dump({"url": url, "pid": process.pid}, handle)
     return EmbeddedBroker(process, url, path)
+
+
+def _bind_addresses(extra: list[str] | None) -> list[str]:
+    """Loopback always (the controller's own URL uses it), then the extra addresses."""
+    addresses = ["127.0.0.1"]
+    for address in extra or []:
+        if address not in addresses:
+            addresses.append(address)
+    return addresses
 
 
 def _wait_ready(process: subprocess.Popen, port: int, password: str, timeout_s: float = 15) -> None:

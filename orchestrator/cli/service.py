@@ -51,7 +51,7 @@ def server(
                 " one controller per broker"
             )
         try:
-            embedded = broker.start(settings.home)
+            embedded = broker.start(settings.home, bind=settings.broker_bind_addresses())
         except broker.BrokerError as exc:
             fail(str(exc))
         url = embedded.url
