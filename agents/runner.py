@@ -12,8 +12,10 @@ import json
 import os
 import platform
 import resource
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -175,6 +177,18 @@ def harness_overhead_ns() -> int:
     return int(statistics.percentile(sorted(timing.time_runs(lambda: None, rule)), 50))
 
 
+def timed_load(runtime: Any, path: Path, spec: TrialSpec, options: Dict[str, Any]) -> tuple:
+    """(loaded model ready for the trial's batch size, nanoseconds it took)."""
+    t0 = time.perf_counter_ns()
+    try:
+        model = runtime.load(str(path), options)
+        if hasattr(model, "prepare"):  # runtimes with static shapes size them at load
+            model.prepare(spec.batch_size)
+    except Exception as exc:  # a runtime's own load error, reported as the trial's reason
+        raise TrialError(f"{spec.runtime} could not load {spec.model}: {exc}") from None
+    return model, time.perf_counter_ns() - t0
+
+
 def run_trial(
     spec: TrialSpec,
     process_start_ms: Optional[float] = None,
@@ -212,18 +226,27 @@ def run_trial(
     t0 = time.perf_counter_ns()
     importlib.import_module(runtime.import_name)
     import_ns = time.perf_counter_ns() - t0
+    options: Dict[str, Any] = {
+        "device": spec.requested_device,
+        "precision": spec.precision,
+        **spec.runtime_options.model_dump(exclude_none=True, exclude={"cache"}),
+    }
+    cache_dir = None
+    if spec.runtime_options.cache:  # an empty cache: the first load fills it, the second reads it
+        cache_dir = tempfile.mkdtemp(prefix="edgebench-runtime-cache-")
+        options["cache_dir"] = cache_dir
     rss_before = current_rss_mb()
-    t0 = time.perf_counter_ns()
-    try:
-        model = runtime.load(
-            str(path), {"device": spec.requested_device, "precision": spec.precision}
-        )
-        if hasattr(model, "prepare"):  # runtimes with static shapes size them at load
-            model.prepare(spec.batch_size)
-    except Exception as exc:  # a runtime's own load error, reported as the trial's reason
-        raise TrialError(f"{spec.runtime} could not load {spec.model}: {exc}") from None
-    load_ns = time.perf_counter_ns() - t0
+    model, load_ns = timed_load(runtime, path, spec, options)
     rss_after = current_rss_mb()
+    load_cached_ns = None
+    if cache_dir is not None:
+        if getattr(model, "runtime_cache", False):
+            model.close()
+            model, load_cached_ns = timed_load(runtime, path, spec, options)
+        else:
+            env["runtime_cache"] = (
+                f"{spec.runtime} on {spec.requested_device} keeps no model cache: loaded once"
+            )
     try:
         feed = make_feed(model.inputs(), spec.batch_size)
         t0 = time.perf_counter_ns()
@@ -258,6 +281,8 @@ def run_trial(
                 env["fidelity_error"] = str(exc)
     finally:
         model.close()
+        if cache_dir is not None:
+            shutil.rmtree(cache_dir, ignore_errors=True)
     after = conditions.snapshot(root)
     env["conditions_after"] = after
 
@@ -276,6 +301,7 @@ def run_trial(
         "process_start_ms": process_start_ms,
         "import_ms": import_ns / 1e6,
         "load_ms": load_ns / 1e6,
+        "load_cached_ms": load_cached_ns / 1e6 if load_cached_ns is not None else None,
         "first_inference_ms": first_ns / 1e6,
         "peak_rss_mb": peak_rss_mb(),
         "load_rss_delta_mb": rss_after - rss_before

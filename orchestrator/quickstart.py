@@ -74,7 +74,7 @@ def quickstart_spec(device: str, models: list[str]) -> dict:
         "devices": {"names": [device]},
         "models": [m for m in QUICK_MODELS if m in models],
         "runtimes": quick_runtimes(),
-        "precisions": ["fp32", "int8"],
+        "precisions": ["fp32", "fp16", "int8"],
         "batch_sizes": QUICK_BATCH_SIZES,
         "policy": {"warmup_s": 0.5, "min_queries": 100, "min_s": 1.5, "max_s": 10.0},
     }

@@ -14,7 +14,13 @@ from celery import Celery
 from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session, sessionmaker
 
-from agents.contract import ArtifactRef, InputSpec, MeasurementPolicy, TrialSpec
+from agents.contract import (
+    ArtifactRef,
+    InputSpec,
+    MeasurementPolicy,
+    RuntimeOptions,
+    TrialSpec,
+)
 from orchestrator.settings import Settings
 from orchestrator.store import repository
 from orchestrator.store.models import (
@@ -69,6 +75,7 @@ def trial_spec(trial: Trial) -> TrialSpec:
         inputs=[InputSpec(**spec) for spec in model.inputs],
         runtime=trial.runtime,
         requested_device=trial.requested_device,
+        runtime_options=RuntimeOptions(**(trial.runtime_options or {})),
         precision=trial.precision,
         batch_size=trial.batch_size,
         scenario=trial.scenario,

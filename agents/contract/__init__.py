@@ -54,6 +54,23 @@ class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class RuntimeOptions(_Message):
+    """How a runtime is set up for a trial; what a runtime does not use, it ignores and the
+    trial's placement says what was applied.
+
+    ``cache``: load the model twice, into an empty runtime cache (OpenVINO model cache,
+    TensorRT engine cache) and then from it, so cold start is reported without and with it.
+    """
+
+    threads: Optional[int] = Field(None, ge=1, le=1024)
+    inter_op_threads: Optional[int] = Field(None, ge=1, le=1024)
+    graph_optimization: Optional[Literal["disable", "basic", "extended", "all"]] = None
+    performance_hint: Optional[Literal["latency", "throughput"]] = None
+    num_streams: Optional[int] = Field(None, ge=1, le=256)
+    trt_fp16: Optional[bool] = None
+    cache: bool = False
+
+
 class MeasurementPolicy(_Message):
     """When to stop measuring: both min_queries and min_s reached, or max_s elapsed, or
     max_queries samples taken (which bounds the size of a result for very fast models)."""
@@ -119,6 +136,7 @@ class TrialSpec(_Message):
     inputs: List[InputSpec]
     runtime: str
     requested_device: str = "CPU"
+    runtime_options: RuntimeOptions = RuntimeOptions()
     precision: str = "fp32"
     batch_size: int = Field(ge=1, le=4096)
     scenario: str = "single_stream"
@@ -217,6 +235,7 @@ class TrialResult(_Message):
     unstable: Optional[bool] = None
     throughput_ips: Optional[float] = None
     load_ms: Optional[float] = None
+    load_cached_ms: Optional[float] = None
     first_inference_ms: Optional[float] = None
     peak_rss_mb: Optional[float] = None
     model_bytes: Optional[int] = None

@@ -50,6 +50,7 @@ class LoadedLiteRtModel:
         self._input_details = interpreter.get_input_details()
         self._output_details = interpreter.get_output_details()
         self._batch: Optional[int] = None
+        self.threads: Optional[int] = None
 
     def inputs(self) -> List[Dict[str, Any]]:
         return [_describe(d) for d in self._input_details]
@@ -93,6 +94,8 @@ class LoadedLiteRtModel:
             "requested_device": self._requested,
             "actual_device": actual,
             "fallback": actual != self._requested or (self._delegate is not None and not fully),
+            "options": {"num_threads": self.threads} if self.threads else {},
+            "runtime_cache": False,
         }
 
     def close(self) -> None:
@@ -184,11 +187,14 @@ class LiteRtAdapter:
         kwargs: Dict[str, Any] = {"model_content": model_bytes}
         if delegates:
             kwargs["experimental_delegates"] = delegates
-        if options.get("num_threads"):
-            kwargs["num_threads"] = int(options["num_threads"])
+        threads = options.get("threads") or options.get("num_threads")
+        if threads:
+            kwargs["num_threads"] = int(threads)
         interpreter = module.Interpreter(**kwargs)
         interpreter.allocate_tensors()
-        return LoadedLiteRtModel(interpreter, device, delegate_name)
+        loaded = LoadedLiteRtModel(interpreter, device, delegate_name)
+        loaded.threads = kwargs.get("num_threads")
+        return loaded
 
 
 def _load_delegate(module: Any, library: str, what: str) -> Any:

@@ -13,12 +13,20 @@ PROVIDERS = {
     "OpenVINO": "OpenVINOExecutionProvider",
 }
 _DEVICE_OF = {provider: device for device, provider in PROVIDERS.items()}
+GRAPH_OPTIMIZATION = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
 
 
 class LoadedOnnxModel:
     def __init__(self, session: Any, requested_provider: str) -> None:
         self._session = session
         self._requested = requested_provider
+        self.applied: Dict[str, Any] = {}
+        self.runtime_cache = False
 
     def inputs(self) -> List[Dict[str, Any]]:
         return [
@@ -41,6 +49,8 @@ class LoadedOnnxModel:
             "requested_provider": self._requested,
             "actual_device": actual,
             "fallback": bool(used) and used[0] != self._requested,
+            "options": self.applied,
+            "runtime_cache": self.runtime_cache,
         }
 
     def close(self) -> None:
@@ -80,13 +90,40 @@ class OnnxRuntimeAdapter:
                 f"onnxruntime has no device {device!r} (known: {', '.join(PROVIDERS)})"
             )
         session_options = onnxruntime.SessionOptions()
-        if options.get("intra_op_threads"):
-            session_options.intra_op_num_threads = int(options["intra_op_threads"])
-        providers = (
-            [provider] if provider == "CPUExecutionProvider" else [provider, PROVIDERS["CPU"]]
+        applied: Dict[str, Any] = {}
+        threads = options.get("threads") or options.get("intra_op_threads")
+        if threads:
+            session_options.intra_op_num_threads = applied["intra_op_threads"] = int(threads)
+        if options.get("inter_op_threads"):
+            # Inter-op threads only matter when independent nodes may run in parallel.
+            session_options.execution_mode = onnxruntime.ExecutionMode.ORT_PARALLEL
+            session_options.inter_op_num_threads = int(options["inter_op_threads"])
+            applied["inter_op_threads"] = int(options["inter_op_threads"])
+        level = options.get("graph_optimization")
+        if level:
+            session_options.graph_optimization_level = getattr(
+                onnxruntime.GraphOptimizationLevel, GRAPH_OPTIMIZATION[level]
+            )
+            applied["graph_optimization"] = level
+        provider_options: Dict[str, Any] = {}
+        cached = False
+        if provider == PROVIDERS["TensorRT"]:
+            if options.get("trt_fp16") is not None:
+                provider_options["trt_fp16_enable"] = bool(options["trt_fp16"])
+            if options.get("cache_dir"):
+                provider_options["trt_engine_cache_enable"] = True
+                provider_options["trt_engine_cache_path"] = str(options["cache_dir"])
+                cached = True
+            applied.update(provider_options)
+        providers: List[Any] = (
+            [provider]
+            if provider == "CPUExecutionProvider"
+            else [(provider, provider_options), PROVIDERS["CPU"]]
         )
         session = onnxruntime.InferenceSession(path, session_options, providers=providers)
-        return LoadedOnnxModel(session, provider)
+        loaded = LoadedOnnxModel(session, provider)
+        loaded.applied, loaded.runtime_cache = applied, cached
+        return loaded
 
 
 def _numpy_dtype(onnx_type: str) -> str:

@@ -18,6 +18,8 @@ class LoadedOpenVinoModel:
         self._compiled = compiled
         self._request = compiled.create_infer_request()
         self._requested = requested
+        self.applied: Dict[str, Any] = {}
+        self.runtime_cache = False
 
     def inputs(self) -> List[Dict[str, Any]]:
         described = []
@@ -57,11 +59,23 @@ class LoadedOpenVinoModel:
             "requested_device": self._requested,
             "actual_device": actual,
             "fallback": fallback,
+            "options": {k: str(v) for k, v in self.applied.items()},
+            "runtime_cache": self.runtime_cache,
+            "streams": _property(self._compiled, "NUM_STREAMS"),
+            "threads": _property(self._compiled, "INFERENCE_NUM_THREADS"),
         }
 
     def close(self) -> None:
         self._request = None
         self._compiled = None
+
+
+def _property(compiled: Any, name: str) -> Optional[str]:
+    """A compiled model's property as text, or None where the plugin lacks it."""
+    try:
+        return str(compiled.get_property(name))
+    except RuntimeError:
+        return None
 
 
 class OpenVinoAdapter:
@@ -97,7 +111,7 @@ class OpenVinoAdapter:
             raise ValueError(
                 f"OpenVINO has no device {device!r} here (available: {', '.join(known)})"
             )
-        config = {"PERFORMANCE_HINT": options.get("performance_hint", "LATENCY")}
+        config = {"PERFORMANCE_HINT": str(options.get("performance_hint") or "latency").upper()}
         precision = PRECISION_HINTS.get(options.get("precision", "fp32"))
         if precision and device.split(".")[0] in ("CPU", "GPU"):
             config["INFERENCE_PRECISION_HINT"] = precision
@@ -105,8 +119,12 @@ class OpenVinoAdapter:
             config["CACHE_DIR"] = str(options["cache_dir"])
         if options.get("num_streams"):
             config["NUM_STREAMS"] = str(options["num_streams"])
+        if options.get("threads") and device.startswith("CPU"):
+            config["INFERENCE_NUM_THREADS"] = int(options["threads"])
         compiled = core.compile_model(read_model(core, path), device, config)
-        return LoadedOpenVinoModel(compiled, device)
+        loaded = LoadedOpenVinoModel(compiled, device)
+        loaded.applied, loaded.runtime_cache = config, bool(options.get("cache_dir"))
+        return loaded
 
 
 def read_model(core: Any, path: str) -> Any:

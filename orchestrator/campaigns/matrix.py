@@ -54,6 +54,7 @@ class PlannedTrial:
     scenario_params: dict[str, float]
     repeat: int
     timeout_s: float
+    runtime_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -179,6 +180,7 @@ def expand(spec: CampaignSpec, devices: list[DeviceInfo], artifacts: list[Artifa
                     model_id=artifact.model_id,
                     runtime=runtime.name,
                     requested_device=runtime.device,
+                    runtime_options=runtime.options.model_dump(exclude_defaults=True),
                     precision=precision,
                     batch_size=batch,
                     scenario=spec.scenario.kind,

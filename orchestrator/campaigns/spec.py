@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from agents.contract import MeasurementPolicy
+from agents.contract import MeasurementPolicy, RuntimeOptions
 
 MAX_TRIALS = 10_000
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -41,6 +41,7 @@ class ModelChoice(_Strict):
 class RuntimeChoice(_Strict):
     name: str = Field(min_length=1)
     device: str = "CPU"
+    options: RuntimeOptions = RuntimeOptions()
 
 
 class Scenario(_Strict):

@@ -155,6 +155,8 @@ class Trial(Base):
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
     runtime: Mapped[str] = mapped_column(String(32))
     requested_device: Mapped[str] = mapped_column(String(32))
+    # agents.contract.RuntimeOptions as given in the spec (threads, hints, cache...).
+    runtime_options: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
     precision: Mapped[str] = mapped_column(String(16))
     batch_size: Mapped[int] = mapped_column(Integer)
     scenario: Mapped[str] = mapped_column(String(32))
@@ -226,6 +228,8 @@ class Result(Base):
     unstable: Mapped[Optional[bool]] = mapped_column(Boolean)
     throughput_ips: Mapped[Optional[float]] = mapped_column(Float)
     load_ms: Mapped[Optional[float]] = mapped_column(Float)
+    # A second load from the runtime's cache (OpenVINO model cache, TensorRT engines).
+    load_cached_ms: Mapped[Optional[float]] = mapped_column(Float)
     first_inference_ms: Mapped[Optional[float]] = mapped_column(Float)
     peak_rss_mb: Mapped[Optional[float]] = mapped_column(Float)
     model_bytes: Mapped[Optional[int]] = mapped_column(BigInteger)

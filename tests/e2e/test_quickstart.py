@@ -69,12 +69,18 @@ def test_quickstart_measures_serves_the_dashboard_and_stops_everything_on_ctrl_c
             start_new_session=True,
         )
     try:
-        text = wait_for_text(out, r"dashboard.*http://127\.0\.0\.1", process, timeout=240)
+        text = wait_for_text(out, r"dashboard.*http://127\.0\.0\.1", process, timeout=420)
         rows = [line for line in text.splitlines() if "/CPU" in line]
-        assert len(rows) == 8, text  # 2 models x batch 1, 8 x onnxruntime and OpenVINO
-        assert sum("onnxruntime/CPU" in row for row in rows) == 4
-        assert sum("openvino/CPU" in row for row in rows) == 4
+        # batch 1 and 8 of: mlp_digits and small_cnn_96 (ONNX fp32) on onnxruntime and
+        # OpenVINO; digits_cnn in every format and precision on the three runtimes
+        assert len(rows) == 2 * (2 * 2 + 2 + 3 + 3), text
+        assert sum("onnxruntime/CPU" in row for row in rows) == 2 * 4
+        assert sum("openvino/CPU" in row for row in rows) == 2 * 5
+        assert sum("litert/CPU" in row for row in rows) == 2 * 3
         assert all(" done " in row for row in rows), text
+        digits = [row for row in rows if "digits_cnn" in row]
+        # accuracy on the held-out digits, per precision, measured on the device
+        assert len(digits) == 16 and all(re.search(r"\b\d{2}\.\d%", row) for row in digits), text
         numbers = [float(x) for row in rows for x in re.findall(r"\b\d+\.\d{3}\b", row)[:3]]
         assert numbers and all(n > 0 for n in numbers), text  # p50/p90/p99 are measured
 

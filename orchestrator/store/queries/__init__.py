@@ -21,11 +21,11 @@ EXPORT_FIELDS = [
     "batch_size", "scenario", "repeat", "status", "error", "attempt", "n", "min_ms", "p50_ms",
     "p90_ms", "p95_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "stdev_ms", "cv", "unstable",
     "median_ci_low_ms", "median_ci_high_ms", "p90_es_ms", "p99_es_ms", "throughput_ips",
-    "process_start_ms", "import_ms", "load_ms", "first_inference_ms", "peak_rss_mb",
-    "load_rss_delta_mb", "model_bytes", "accuracy", "accuracy_n", "fidelity_cosine",
+    "process_start_ms", "import_ms", "load_ms", "load_cached_ms", "first_inference_ms",
+    "peak_rss_mb", "load_rss_delta_mb", "model_bytes", "accuracy", "accuracy_n", "fidelity_cosine",
     "fidelity_max_abs_error", "fidelity_top1_agreement", "energy_mj_per_inference",
     "idle_power_w", "energy_meter", "throttled", "scenario_params", "scenario_report",
-    "finished_at",
+    "runtime_options", "finished_at",
 ]  # fmt: skip
 
 
@@ -217,6 +217,7 @@ def result_rows(
             model=mdl.name,
             runtime=trial.runtime,
             requested_device=trial.requested_device,
+            runtime_options=trial.runtime_options or {},
             precision=trial.precision,
             batch_size=trial.batch_size,
             scenario=trial.scenario,
@@ -236,7 +237,7 @@ def result_rows(
                 "process_start_ms", "import_ms", "load_rss_delta_mb", "energy_mj_per_inference",
                 "idle_power_w", "energy_meter", "throttled", "scenario_report", "accuracy",
                 "accuracy_n", "fidelity_cosine", "fidelity_max_abs_error",
-                "fidelity_top1_agreement",
+                "fidelity_top1_agreement", "load_cached_ms",
             ):  # fmt: skip
                 row[name] = getattr(result, name)
         rows.append(row)
