@@ -50,7 +50,8 @@ def test_poisson_counts_queueing_when_arrivals_outpace_the_device():
     over = sorted(overloaded.samples_ns)[20] / 1e6
     calm = sorted(relaxed.samples_ns)[20] / 1e6
     assert over > 5 * overloaded.report["service_p50_ms"]
-    assert calm < 1.5 * relaxed.report["service_p50_ms"] + 1.0
+    # Relaxed arrivals barely queue; a relative bound holds on a busy shared machine too.
+    assert calm < over / 3
     assert overloaded.report["achieved_rate"] < 600 < 2000
 
 
