@@ -14,15 +14,16 @@ from orchestrator.store.models import Campaign, Device, Model, ModelCard
 def device_infos(session: Session) -> list[DeviceInfo]:
     infos = []
     for device in session.scalars(select(Device).where(Device.retired.is_(False))):
-        runtimes = {
-            r["name"]: list(r.get("devices", [])) for r in (device.facts or {}).get("runtimes", [])
-        }
+        found = (device.facts or {}).get("runtimes", [])
+        runtimes = {r["name"]: list(r.get("devices", [])) for r in found}
+        precisions = {r["name"]: dict(r["precisions"]) for r in found if r.get("precisions")}
         infos.append(
             DeviceInfo(
                 name=device.name,
                 device_class=device.device_class,
                 tags=tuple(device.tags or ()),
                 runtimes=runtimes,
+                precisions=precisions,
             )
         )
     return infos

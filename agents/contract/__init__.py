@@ -151,6 +151,8 @@ class RuntimeFacts(BaseModel):
     name: Annotated[str, Field(max_length=32)]
     version: Optional[ShortText] = None
     devices: List[Annotated[str, Field(max_length=64)]] = []
+    # device -> precisions it runs (fp32, fp16, int8, bf16); absent from older agents.
+    precisions: Dict[Annotated[str, Field(max_length=64)], List[ShortText]] = {}
 
 
 class HostFacts(BaseModel):

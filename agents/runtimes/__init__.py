@@ -1,7 +1,7 @@
 """Runtime adapters, looked up by name. Adding a runtime is adding one module here.
 
 An adapter has ``name``, ``available()``, ``version()``, ``devices()`` and
-``load(path, options)`` returning a loaded model with ``inputs()``, ``run(feed)``,
+``precisions(device)`` and ``load(path, options)`` returning a loaded model with ``inputs()``, ``run(feed)``,
 ``placement()`` and ``close()``. Runtime libraries are imported only inside the
 adapter, only when used.
 """
@@ -38,5 +38,13 @@ def inventory() -> List[Dict[str, Any]]:
     for name in sorted(REGISTRY):
         runtime = adapter(name)
         if runtime.available():
-            found.append({"name": name, "version": runtime.version(), "devices": runtime.devices()})
+            devices = runtime.devices()
+            found.append(
+                {
+                    "name": name,
+                    "version": runtime.version(),
+                    "devices": devices,
+                    "precisions": {d: runtime.precisions(d) for d in devices},
+                }
+            )
     return found

@@ -165,6 +165,10 @@ class LiteRtAdapter:
             found.append("GPU")
         return found
 
+    def precisions(self, device: str) -> List[str]:
+        """The Edge TPU runs int8 only; the GPU delegate float; the CPU all three."""
+        return {"EdgeTPU": ["int8"], "GPU": ["fp32", "fp16"]}.get(device, ["fp32", "fp16", "int8"])
+
     def load(self, path: str, options: Optional[Dict[str, Any]] = None) -> LoadedLiteRtModel:
         module = _interpreter_module()
         options = options or {}

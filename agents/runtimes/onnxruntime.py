@@ -79,6 +79,11 @@ class OnnxRuntimeAdapter:
         offered = onnxruntime.get_available_providers()
         return [device for device, provider in PROVIDERS.items() if provider in offered]
 
+    def precisions(self, device: str) -> List[str]:
+        """What the provider computes in: CPU runs fp32 and int8 (QDQ) graphs; the GPU
+        providers add fp16."""
+        return ["fp32", "int8"] if device in ("CPU", "OpenVINO") else ["fp32", "fp16", "int8"]
+
     def load(self, path: str, options: Optional[Dict[str, Any]] = None) -> LoadedOnnxModel:
         import onnxruntime
 

@@ -100,6 +100,25 @@ class OpenVinoAdapter:
         found = list(openvino.Core().available_devices)
         return found + list(VIRTUAL_DEVICES) if found else []
 
+    def precisions(self, device: str) -> List[str]:
+        """The plugin's own OPTIMIZATION_CAPABILITIES (FP32, FP16, BF16, INT8...), lowered;
+        AUTO runs what the devices under it run."""
+        import openvino
+
+        core = openvino.Core()
+        devices = list(core.available_devices) if device in VIRTUAL_DEVICES else [device]
+        found: List[str] = []
+        for name in devices:
+            try:
+                capabilities = core.get_property(name, "OPTIMIZATION_CAPABILITIES")
+            except RuntimeError:
+                continue
+            for capability in capabilities:
+                precision = str(capability).lower()
+                if precision in ("fp32", "fp16", "bf16", "int8") and precision not in found:
+                    found.append(precision)
+        return found
+
     def load(self, path: str, options: Optional[Dict[str, Any]] = None) -> LoadedOpenVinoModel:
         import openvino
 

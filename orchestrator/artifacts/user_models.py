@@ -69,6 +69,8 @@ def read_model_file(path: Path) -> tuple[str, bytes]:
     data = path.read_bytes()
     if not data:
         raise ModelRejected(f"{path}: the file is empty")
+    if fmt == "tflite" and validation.EDGETPU_MARKER in data:
+        fmt = "tflite-edgetpu"
     if fmt == "openvino-ir":
         weights = path.with_suffix(".bin")
         if not weights.is_file():
@@ -197,6 +199,10 @@ def prepare(
             f"model name {name!r}: use letters, digits, '_', '.', '-' (up to 128, no spaces)"
         )
     fmt, data = read_model_file(path)
+    if fmt == "tflite-edgetpu" and precision != "int8":
+        raise ModelRejected(
+            f"{path} is compiled for the Edge TPU, which runs int8: --precision int8"
+        )
     try:
         declared = validation.describe(data, fmt)
     except validation.InvalidModel as exc:
@@ -220,6 +226,11 @@ def prepare(
             candidate.notes.append(f"no ONNX variant: {recipe['error']}")
     elif fmt == "tflite":
         candidate.notes.append("no ONNX variant: tf2onnx is not installed (edgebench[modelzoo])")
+    elif fmt == "tflite-edgetpu":
+        candidate.notes.append(
+            "an Edge TPU model runs only with the Edge TPU: no variants, no reference"
+        )
+        return candidate
     reference_inputs = _reference_inputs(inputs, sample)
     if reference_inputs is None:
         candidate.notes.append(

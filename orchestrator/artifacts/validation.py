@@ -17,7 +17,14 @@ import numpy as np
 from orchestrator.artifacts.converters import IR_BIN, IR_XML
 
 # File suffix of each format in the content store.
-SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "openvino-ir": ".ov.tar"}
+SUFFIXES = {
+    "onnx": ".onnx",
+    "tflite": ".tflite",
+    "tflite-edgetpu": "_edgetpu.tflite",
+    "openvino-ir": ".ov.tar",
+}
+# The custom op edgetpu_compiler puts in a model: it only runs with the Edge TPU delegate.
+EDGETPU_MARKER = b"edgetpu-custom-op"
 
 
 class InvalidModel(ValueError):
@@ -29,7 +36,7 @@ def describe(data: bytes, fmt: str) -> list[dict[str, Any]]:
     try:
         if fmt == "onnx":
             return _onnx_inputs(data)
-        if fmt == "tflite":
+        if fmt in ("tflite", "tflite-edgetpu"):
             return _tflite_inputs(data)
         if fmt == "openvino-ir":
             return _openvino_inputs(data)
@@ -67,7 +74,8 @@ def _tflite_inputs(data: bytes) -> list[dict[str, Any]]:
     except ImportError:
         from tflite_runtime.interpreter import Interpreter
     interpreter = Interpreter(model_content=data)
-    interpreter.allocate_tensors()
+    if EDGETPU_MARKER not in data:  # an Edge TPU model allocates only with its delegate
+        interpreter.allocate_tensors()
     described = []
     for detail in interpreter.get_input_details():
         signature = list(detail.get("shape_signature", detail["shape"]))

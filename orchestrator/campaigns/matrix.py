@@ -19,6 +19,8 @@ RUNTIME_FORMATS = {
     "openvino": ("openvino-ir", "onnx"),
     "litert": ("tflite",),
 }
+# A runtime device that needs its own compiled format (and nothing else).
+DEVICE_FORMATS = {("litert", "EdgeTPU"): ("tflite-edgetpu",)}
 # Seconds allowed on top of the measurement policy for process start, load and first run.
 TRIAL_OVERHEAD_S = 120.0
 
@@ -29,6 +31,8 @@ class DeviceInfo:
     device_class: str
     tags: tuple[str, ...]
     runtimes: dict[str, list[str]]  # runtime name -> devices/providers it offers
+    # runtime -> device -> precisions it runs; empty when the agent did not say
+    precisions: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -147,7 +151,10 @@ def expand(spec: CampaignSpec, devices: list[DeviceInfo], artifacts: list[Artifa
             "batch_size": batch,
         }
         reason = None
-        formats = RUNTIME_FORMATS.get(runtime.name)
+        formats = DEVICE_FORMATS.get(
+            (runtime.name, runtime.device), RUNTIME_FORMATS.get(runtime.name)
+        )
+        runs = device.precisions.get(runtime.name, {}).get(runtime.device)
         artifact = next(
             (
                 by_key[(model_name, f, precision)]
@@ -165,8 +172,18 @@ def expand(spec: CampaignSpec, devices: list[DeviceInfo], artifacts: list[Artifa
             reason = (
                 f"{runtime.name} on {device.name} offers no {runtime.device} (offers: {offered})"
             )
+        elif runs is not None and precision not in runs:
+            reason = (
+                f"{runtime.name} {runtime.device} on {device.name} runs no {precision} "
+                f"(runs: {', '.join(runs) or 'nothing'})"
+            )
         elif size_reason:
             reason = size_reason
+        elif artifact is None and formats == ("tflite-edgetpu",):
+            reason = (
+                f"litert on EdgeTPU needs an Edge-TPU-compiled model: no {precision} one of "
+                f"{model_name} (compile its int8 .tflite with edgetpu_compiler, then `models add`)"
+            )
         elif artifact is None:
             reason = f"no {' or '.join(formats)} {precision} artifact of {model_name}"
         if reason:

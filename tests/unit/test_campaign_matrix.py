@@ -374,3 +374,56 @@ def test_openvino_runs_the_onnx_artifact_until_an_ir_exists():
     assert planned.skipped[0]["reason"] == "openvino on x86 offers no GPU (offers: CPU, AUTO)"
     with_ir = expand(spec, [device], [onnx, ir])
     assert [t.model_id for t in with_ir.trials if t.runtime == "openvino"] == [2]
+
+
+# --- capabilities: precisions per runtime device, Edge TPU models ------------------------
+
+CORAL = DeviceInfo(
+    "coral-box",
+    "x86_64-cpu",
+    ("lab",),
+    {"litert": ["CPU", "EdgeTPU"]},
+    {"litert": {"CPU": ["fp32", "fp16", "int8"], "EdgeTPU": ["int8"]}},
+)
+
+
+def test_a_precision_the_runtime_device_does_not_run_is_skipped_with_what_it_runs():
+    artifacts = [*VARIANTS, ArtifactInfo(30, "digits_cnn", "tflite", "int8", "digits_cnn", 8)]
+    result = expand(
+        spec(
+            models=["digits_cnn"],
+            runtimes=[{"name": "litert", "device": "EdgeTPU"}],
+            precisions=["fp32", "int8"],
+        ),
+        [CORAL, *DEVICES],
+        artifacts + [ArtifactInfo(31, "digits_cnn", "tflite-edgetpu", "int8", "digits_cnn", 8)],
+    )
+    assert [(t.device, t.precision, t.model_id) for t in result.trials] == [
+        ("coral-box", "int8", 31)
+    ]
+    assert {s["reason"] for s in result.skipped if s["device"] == "coral-box"} == {
+        "litert EdgeTPU on coral-box runs no fp32 (runs: int8)"
+    }
+
+
+def test_the_edge_tpu_needs_a_compiled_model_and_the_plan_says_so():
+    artifacts = [ArtifactInfo(30, "digits_cnn", "tflite", "int8", "digits_cnn", 8)]
+    with pytest.raises(PlanError) as caught:
+        expand(
+            spec(
+                devices={"names": ["coral-box"]},
+                models=["digits_cnn"],
+                runtimes=[{"name": "litert", "device": "EdgeTPU"}],
+                precisions=["int8"],
+            ),
+            [CORAL],
+            artifacts,
+        )
+    assert "litert on EdgeTPU needs an Edge-TPU-compiled model: no int8 one of digits_cnn" in str(
+        caught.value
+    )
+
+
+def test_devices_that_did_not_report_precisions_are_not_filtered():
+    result = plan(precisions=["int8"])  # DEVICES carry no precisions: the artifact decides
+    assert {t.model for t in result.trials} == {"mlp_digits"}

@@ -1,0 +1,28 @@
+"""What the agent reports at registration: every installed runtime, its devices, and the
+precisions each device runs (from the runtime itself where it says, e.g. OpenVINO's
+OPTIMIZATION_CAPABILITIES)."""
+
+from __future__ import annotations
+
+from agents import runtimes
+from agents.contract import HostFacts
+
+
+def test_inventory_lists_the_three_runtimes_with_precisions_per_device():
+    found = {entry["name"]: entry for entry in runtimes.inventory()}
+    assert {"onnxruntime", "openvino", "litert"} <= set(found)
+    for entry in found.values():
+        assert set(entry["precisions"]) == set(entry["devices"])
+        assert all("fp32" in p or p == ["int8"] for p in entry["precisions"].values())
+    assert found["litert"]["precisions"]["CPU"] == ["fp32", "fp16", "int8"]
+    assert found["onnxruntime"]["precisions"]["CPU"] == ["fp32", "int8"]
+    assert {"fp32", "int8"} <= set(found["openvino"]["precisions"]["CPU"])
+    # the registration message carries it
+    facts = HostFacts.model_validate({"runtimes": list(found.values())})
+    assert facts.runtimes[0].precisions
+
+
+def test_edge_tpu_runs_int8_only_and_the_gpu_delegate_floats():
+    litert = runtimes.adapter("litert")
+    assert litert.precisions("EdgeTPU") == ["int8"]
+    assert litert.precisions("GPU") == ["fp32", "fp16"]
