@@ -87,6 +87,9 @@ class MeasurementPolicy(_Message):
     # Thermal protocol: wait (up to cool_timeout_s) until the hottest zone is below this.
     cool_below_c: Optional[float] = Field(None, gt=0, le=150)
     cool_timeout_s: float = Field(120.0, ge=0, le=3600)
+    # Measure again (up to this many times) when a run is unstable or throttled; the trial
+    # keeps its last run and records the ones it set aside.
+    max_reruns: int = Field(0, ge=0, le=5)
 
     @field_validator("max_s")
     @classmethod

@@ -41,6 +41,10 @@ class LoadedOpenVinoModel:
         results = self._request.infer(feed, share_inputs=True, share_outputs=True)
         return list(results.values())
 
+    def internal_latency_ms(self) -> float:
+        """OpenVINO's own measure of the last inference (what benchmark_app reports)."""
+        return float(self._request.latency)
+
     def placement(self) -> Dict[str, Any]:
         executed = list(self._compiled.get_property("EXECUTION_DEVICES"))
         actual = ",".join(executed) if executed else None

@@ -374,3 +374,26 @@ def test_add_list_and_remove_on_both_stores_and_refuse_removing_a_used_model(sto
     assert refused.returncode == 1
     assert f"model 'used' is used by campaign(s) {campaign_id}" in refused.stderr
     assert run_cli("models", "list", env=env).stdout.count("used") == 3
+
+
+SCENARIOS = [
+    ("single_stream", {}),
+    ("offline", {}),
+    ("paced", {"gap_s": 0.01}),
+    ("poisson", {"rate": 200.0, "seed": 1.0}),
+    ("soak", {"minutes": 0.01}),
+]
+
+
+@pytest.mark.parametrize(("scenario", "params"), SCENARIOS, ids=[s for s, _ in SCENARIOS])
+@pytest.mark.parametrize("fmt", ["tflite", "onnx", "openvino-ir"])
+def test_every_scenario_runs_on_every_runtime(built, scenario, params, fmt):
+    home, _, _ = built
+    spec = spec_for(home, fmt, "fp32", batch=1).model_copy(
+        update={"scenario": scenario, "scenario_params": params}
+    )
+    result = runner.run_trial(spec)
+    assert result["status"] == "ok" and result["summary"]["n"] >= 1
+    assert result["accuracy"] is not None
+    if scenario != "single_stream" and scenario != "offline":
+        assert result["scenario_report"], scenario
