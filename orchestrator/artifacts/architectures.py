@@ -146,17 +146,14 @@ def train_digits_cnn(seed: int, epochs: int = 40) -> tuple[Any, dict[str, Any]]:
 
     keras.utils.set_random_seed(seed)
     train_x, train_y, test_x, test_y = digits_split()
-    model = keras.Sequential(
-        [
-            keras.Input((8, 8, 1)),
-            keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
-            keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
-            keras.layers.MaxPooling2D(2),
-            keras.layers.Flatten(),
-            keras.layers.Dense(64, activation="relu"),
-            keras.layers.Dense(10),
-        ]
-    )
+    # Functional, not Sequential: tf2onnx's Keras converter takes functional models.
+    inputs = keras.Input((8, 8, 1), name="input")
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(x)
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(64, activation="relu")(x)
+    model = keras.Model(inputs, keras.layers.Dense(10)(x), name="digits_cnn")
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

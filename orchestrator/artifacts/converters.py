@@ -80,11 +80,14 @@ def keras_to_onnx(model: Any, shape: tuple[int, ...]) -> tuple[bytes, dict]:
     import tf2onnx
 
     signature = (tf.TensorSpec((None, *shape), tf.float32, name=INPUT_NAME),)
-    # Traced through a tf.function: from_keras trips on Keras 3 Sequential models.
-    forward = tf.function(lambda x: model(x, training=False), input_signature=signature)
-    proto, _ = tf2onnx.convert.from_function(forward, input_signature=signature, opset=OPSET)
+    # from_keras freezes every variable (a traced tf.function can leave some, e.g. an
+    # un-adapted Normalization layer's, as graph inputs); it needs a functional model.
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=OPSET)
+    dangling = [i.name for i in proto.graph.input if i.name != INPUT_NAME]
+    if dangling:
+        raise RuntimeError(f"tf2onnx left inputs other than {INPUT_NAME!r}: {dangling}")
     recipe = {
-        "converter": "tf2onnx.convert.from_function (Keras model traced)",
+        "converter": "tf2onnx.convert.from_keras",
         "tf2onnx": version_of("tf2onnx"),
         "tensorflow": tf.__version__,
         "opset": OPSET,
