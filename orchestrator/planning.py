@@ -7,11 +7,13 @@ from sqlalchemy.orm import Session
 
 from orchestrator.campaigns.matrix import ArtifactInfo, DeviceInfo, Plan, expand
 from orchestrator.campaigns.spec import CampaignSpec
+from orchestrator.settings import Settings
 from orchestrator.store import repository
-from orchestrator.store.models import Campaign, Device, Model, ModelCard
+from orchestrator.store.models import Campaign, Device, Model, ModelCard, utcnow
 
 
 def device_infos(session: Session) -> list[DeviceInfo]:
+    now, offline_after = utcnow(), Settings().offline_after_s
     infos = []
     for device in session.scalars(select(Device).where(Device.retired.is_(False))):
         found = (device.facts or {}).get("runtimes", [])
@@ -24,6 +26,7 @@ def device_infos(session: Session) -> list[DeviceInfo]:
                 tags=tuple(device.tags or ()),
                 runtimes=runtimes,
                 precisions=precisions,
+                online=repository.is_online(device, now, offline_after),
             )
         )
     return infos

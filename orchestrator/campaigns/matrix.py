@@ -11,7 +11,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.campaigns.spec import MAX_TRIALS, CampaignSpec, ModelChoice
+from orchestrator.campaigns.spec import MAX_TRIALS, CampaignSpec, ModelChoice, RuntimeChoice
 
 # The artifact formats each runtime loads, preferred first (OpenVINO reads ONNX directly).
 RUNTIME_FORMATS = {
@@ -33,6 +33,7 @@ class DeviceInfo:
     runtimes: dict[str, list[str]]  # runtime name -> devices/providers it offers
     # runtime -> device -> precisions it runs; empty when the agent did not say
     precisions: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    online: bool = True
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,54 @@ def _variant_name(artifacts: list[ArtifactInfo], family: str, size: int) -> str:
     return next(a.name for a in artifacts if a.family == family and a.input_size == size)
 
 
+def why_not(
+    device: DeviceInfo,
+    model_name: str,
+    size_reason: str | None,
+    runtime: RuntimeChoice,
+    precision: str,
+    by_key: dict[tuple[str, str, str], ArtifactInfo],
+) -> tuple[str | None, ArtifactInfo | None]:
+    """(why this device cannot run the combination, or None; the artifact it would load)."""
+    formats = DEVICE_FORMATS.get((runtime.name, runtime.device), RUNTIME_FORMATS.get(runtime.name))
+    runs = device.precisions.get(runtime.name, {}).get(runtime.device)
+    artifact = next(
+        (
+            by_key[(model_name, f, precision)]
+            for f in formats or ()
+            if (model_name, f, precision) in by_key
+        ),
+        None,
+    )
+    if formats is None:
+        return f"runtime {runtime.name} is not supported by this controller", None
+    if runtime.name not in device.runtimes:
+        return f"runtime {runtime.name} is not installed on {device.name}", None
+    if runtime.device not in device.runtimes[runtime.name]:
+        offered = ", ".join(device.runtimes[runtime.name]) or "none"
+        return (
+            f"{runtime.name} on {device.name} offers no {runtime.device} (offers: {offered})",
+            None,
+        )
+    if runs is not None and precision not in runs:
+        return (
+            f"{runtime.name} {runtime.device} on {device.name} runs no {precision} "
+            f"(runs: {', '.join(runs) or 'nothing'})",
+            None,
+        )
+    if size_reason:
+        return size_reason, None
+    if artifact is None and formats == ("tflite-edgetpu",):
+        return (
+            f"litert on EdgeTPU needs an Edge-TPU-compiled model: no {precision} one of "
+            f"{model_name} (compile its int8 .tflite with edgetpu_compiler, then `models add`)",
+            None,
+        )
+    if artifact is None:
+        return f"no {' or '.join(formats)} {precision} artifact of {model_name}", None
+    return None, artifact
+
+
 def expand(spec: CampaignSpec, devices: list[DeviceInfo], artifacts: list[ArtifactInfo]) -> Plan:
     chosen = select_devices(spec, devices)
     if not chosen:
@@ -137,59 +186,43 @@ def expand(spec: CampaignSpec, devices: list[DeviceInfo], artifacts: list[Artifa
         + TRIAL_OVERHEAD_S
     )
     plan = Plan(devices=[d.name for d in chosen])
+    # By class, a trial runs once on any device of the class: spread over them, least loaded
+    # and online first. By name or tag, it runs on every selected device.
+    spread = bool(spec.devices.classes)
+    groups: dict[str, list[DeviceInfo]] = {}
+    for device in chosen:
+        groups.setdefault(device.device_class if spread else device.name, []).append(device)
+    load: dict[str, int] = {d.name: 0 for d in chosen}
     combos = itertools.product(
-        chosen, spec.model_choices(), spec.runtime_choices(), spec.precisions, spec.batch_sizes
+        groups.items(),
+        spec.model_choices(),
+        spec.runtime_choices(),
+        spec.precisions,
+        spec.batch_sizes,
     )
-    for device, choice, runtime, precision, batch in combos:
+    for (group, members), choice, runtime, precision, batch in combos:
         model_name, size_reason = resolve_variant(choice, artifacts)
         base = {
-            "device": device.name,
             "model": model_name,
             "runtime": runtime.name,
             "requested_device": runtime.device,
             "precision": precision,
             "batch_size": batch,
         }
-        reason = None
-        formats = DEVICE_FORMATS.get(
-            (runtime.name, runtime.device), RUNTIME_FORMATS.get(runtime.name)
-        )
-        runs = device.precisions.get(runtime.name, {}).get(runtime.device)
-        artifact = next(
-            (
-                by_key[(model_name, f, precision)]
-                for f in formats or ()
-                if (model_name, f, precision) in by_key
-            ),
-            None,
-        )
-        if formats is None:
-            reason = f"runtime {runtime.name} is not supported by this controller"
-        elif runtime.name not in device.runtimes:
-            reason = f"runtime {runtime.name} is not installed on {device.name}"
-        elif runtime.device not in device.runtimes[runtime.name]:
-            offered = ", ".join(device.runtimes[runtime.name]) or "none"
-            reason = (
-                f"{runtime.name} on {device.name} offers no {runtime.device} (offers: {offered})"
-            )
-        elif runs is not None and precision not in runs:
-            reason = (
-                f"{runtime.name} {runtime.device} on {device.name} runs no {precision} "
-                f"(runs: {', '.join(runs) or 'nothing'})"
-            )
-        elif size_reason:
-            reason = size_reason
-        elif artifact is None and formats == ("tflite-edgetpu",):
-            reason = (
-                f"litert on EdgeTPU needs an Edge-TPU-compiled model: no {precision} one of "
-                f"{model_name} (compile its int8 .tflite with edgetpu_compiler, then `models add`)"
-            )
-        elif artifact is None:
-            reason = f"no {' or '.join(formats)} {precision} artifact of {model_name}"
-        if reason:
-            plan.skipped.append({**base, "reason": reason})
+        verdicts = [
+            (d, *why_not(d, model_name, size_reason, runtime, precision, by_key)) for d in members
+        ]
+        able = [(d, artifact) for d, reason, artifact in verdicts if reason is None]
+        if not able:
+            if spread:
+                reasons = "; ".join(dict.fromkeys(reason for _, reason, _ in verdicts))
+                plan.skipped.append({**base, "device": f"any {group}", "reason": reasons})
+            else:
+                plan.skipped += [{**base, "device": d.name, "reason": r} for d, r, _ in verdicts]
             continue
         for repeat in range(1, spec.repeats + 1):
+            device, artifact = min(able, key=lambda pair: (not pair[0].online, load[pair[0].name]))
+            load[device.name] += 1
             plan.trials.append(
                 PlannedTrial(
                     device=device.name,

@@ -427,3 +427,52 @@ def test_the_edge_tpu_needs_a_compiled_model_and_the_plan_says_so():
 def test_devices_that_did_not_report_precisions_are_not_filtered():
     result = plan(precisions=["int8"])  # DEVICES carry no precisions: the artifact decides
     assert {t.model for t in result.trials} == {"mlp_digits"}
+
+
+# --- by class: any device of the class, spread ---------------------------------------------
+
+PIS = [
+    DeviceInfo("pi4-a", "raspberry-pi-4", ("lab",), {"onnxruntime": ["CPU"]}),
+    DeviceInfo("pi4-b", "raspberry-pi-4", ("lab",), {"onnxruntime": ["CPU"]}),
+    DeviceInfo("pi4-c", "raspberry-pi-4", ("lab",), {"onnxruntime": ["CPU"]}, online=False),
+    DeviceInfo("nano", "nvidia-jetson-nano", ("lab",), {"onnxruntime": ["CPU"]}),
+]
+
+
+def test_a_class_runs_each_trial_once_spread_over_its_online_devices():
+    result = expand(
+        spec(devices={"classes": ["raspberry-pi-4"]}, batch_sizes=[1, 2, 4, 8], repeats=2),
+        PIS,
+        ARTIFACTS,
+    )
+    assert len(result.trials) == 4 * 2  # once per combination and repeat, not per device
+    per_device = {d: sum(t.device == d for t in result.trials) for d in ("pi4-a", "pi4-b", "pi4-c")}
+    assert per_device == {"pi4-a": 4, "pi4-b": 4, "pi4-c": 0}  # the offline one waits out
+
+
+def test_a_class_with_only_offline_devices_still_gets_its_trials():
+    offline = [
+        DeviceInfo("pi4-c", "raspberry-pi-4", ("lab",), {"onnxruntime": ["CPU"]}, online=False)
+    ]
+    result = expand(spec(devices={"classes": ["raspberry-pi-4"]}), offline, ARTIFACTS)
+    assert [t.device for t in result.trials] == ["pi4-c"]
+
+
+def test_a_combination_no_device_of_the_class_runs_is_one_skip_with_every_reason():
+    result = expand(
+        spec(
+            devices={"classes": ["raspberry-pi-4", "nvidia-jetson-nano"]},
+            runtimes=["onnxruntime", "openvino"],
+        ),
+        PIS,
+        ARTIFACTS,
+    )
+    assert sorted(t.device for t in result.trials) == ["nano", "pi4-a"]
+    assert sorted((s["device"], s["reason"]) for s in result.skipped) == [
+        ("any nvidia-jetson-nano", "runtime openvino is not installed on nano"),
+        (
+            "any raspberry-pi-4",
+            "runtime openvino is not installed on pi4-a; runtime openvino is not installed on pi4-b;"
+            " runtime openvino is not installed on pi4-c",
+        ),
+    ]
