@@ -256,7 +256,14 @@ def test_a_second_controller_on_the_same_broker_refuses_to_start(fleet):
     assert fleet.processes["controller"].poll() is None
 
 
-def test_every_scenario_runs_through_a_campaign(fleet, tmp_path):
+def test_every_scenario_runs_through_a_campaign_on_every_runtime(fleet, tmp_path):
+    """digits_cnn (built here: TensorFlow, every format) under each load pattern on
+    onnxruntime, OpenVINO and LiteRT, each scenario its own campaign."""
+    pytest.importorskip("tensorflow", reason="the modelzoo extra (tensorflow) is not installed")
+    from orchestrator.artifacts.registry import build_and_register
+
+    with fleet.sessions.begin() as session:
+        build_and_register(session, tmp_path / "artifacts", ["digits_cnn"])
     fleet.start_controller()
     fleet.start_agent("scen")
     fleet.wait_until(online(fleet, "scen"), 60, "the agent to register")
@@ -270,18 +277,24 @@ def test_every_scenario_runs_through_a_campaign(fleet, tmp_path):
     for kind, scenario in scenarios.items():
         spec = tmp_path / f"{kind}.yaml"
         spec.write_text(
-            f"name: {kind}\ndevices: {{names: [scen]}}\nmodels: [mlp_digits]\n"
+            f"name: {kind}\ndevices: {{names: [scen]}}\nmodels: [digits_cnn]\n"
+            "runtimes: [onnxruntime, openvino, litert]\n"
             f"batch_sizes: [4]\nscenario: {scenario}\n" + policy
         )
-        done = fleet.cli("campaign", "submit", str(spec), "--wait", "--timeout", "120", timeout=180)
+        done = fleet.cli("campaign", "submit", str(spec), "--wait", "--timeout", "180", timeout=240)
         assert done.returncode == 0, done.stdout + done.stderr
-    rows = {row["scenario"]: row for row in json.loads(fleet.cli("results", "export").stdout)}
-    assert set(rows) == set(scenarios)
-    assert all(row["status"] == "done" for row in rows.values()), rows
-    assert rows["paced"]["scenario_report"]["gap_s"] == 0.01
-    assert rows["poisson"]["scenario_report"]["offered_rate"] == 200
-    assert len(rows["soak"]["scenario_report"]["buckets"]) == 10
-    for row in rows.values():
+    rows = json.loads(fleet.cli("results", "export").stdout)
+    by = {(row["scenario"], row["runtime"]): row for row in rows}
+    assert set(by) == {(k, r) for k in scenarios for r in ("onnxruntime", "openvino", "litert")}
+    assert all(row["status"] == "done" for row in rows), rows
+    for (kind, _), row in by.items():
+        assert row["accuracy"] > 0.9 and row["fidelity_cosine"] > 0.9999  # digits, held-out
+        if kind == "paced":
+            assert row["scenario_report"]["gap_s"] == 0.01
+        if kind == "poisson":
+            assert row["scenario_report"]["offered_rate"] == 200
+        if kind == "soak":
+            assert len(row["scenario_report"]["buckets"]) == 10
         assert row["import_ms"] > 0 and row["process_start_ms"] > 0 and row["load_ms"] > 0
         assert row["energy_mj_per_inference"] is None  # no meter on this machine: null, not 0
 
