@@ -42,10 +42,6 @@ def full_set() -> list[str]:
     return [*TINY, *standard_set.names()]
 
 
-def known(name: str) -> bool:
-    return name in full_set()
-
-
 @contextlib.contextmanager
 def build_log(path: Path) -> Iterator[None]:
     """Send what converters print (TensorFlow's C++ logs included) to a file, not the user.

@@ -55,13 +55,3 @@ def card(session: Session, name: str) -> dict[str, Any] | None:
                 described[key] = getattr(row, key)
     described["artifacts"] = [_artifact(f) for f in files]
     return described
-
-
-def variants(session: Session) -> list[dict[str, Any]]:
-    """(name, family, input_size) of every card: how campaign specs find input-size variants."""
-    return [
-        {"name": name, "family": family, "input_size": size}
-        for name, family, size in session.execute(
-            select(ModelCard.name, ModelCard.family, ModelCard.input_size)
-        )
-    ]
