@@ -66,16 +66,29 @@ def start_artifact_server(settings: Settings) -> http_server.ArtifactServer | No
     if not settings.artifact_server:
         return None
     token = http_server.controller_token(settings.home, settings.artifact_token)
+    previous = 0 if settings.artifact_port else http_server.last_port(settings.home)
     try:
-        served = http_server.ArtifactServer(
-            settings.artifact_dir(), token, settings.artifact_bind, settings.artifact_port
-        )
+        try:
+            served = http_server.ArtifactServer(
+                settings.artifact_dir(),
+                token,
+                settings.artifact_bind,
+                previous or settings.artifact_port,
+            )
+        except OSError:
+            if not previous:
+                raise
+            # the old port is taken now: any free one (specs already sent will be re-sent)
+            served = http_server.ArtifactServer(
+                settings.artifact_dir(), token, settings.artifact_bind, 0
+            )
     except OSError as exc:
         raise SystemExit(
             f"error: cannot serve artifacts on {settings.artifact_bind}:{settings.artifact_port}:"
             f" {exc.strerror or exc} (set EDGEBENCH_ARTIFACT_BIND / EDGEBENCH_ARTIFACT_PORT)"
         ) from None
     http_server.record(settings.home, served.url)
+    http_server.remember_port(settings.home, served.port)
     log.info(
         "artifact server on %s; agents fetch from %s",
         served.url,

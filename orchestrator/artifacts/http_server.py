@@ -33,6 +33,9 @@ log = logging.getLogger("edgebench.artifacts")
 # Agents on this machine read the token from here (agents.settings names the same file).
 ARTIFACT_TOKEN_FILE = "artifact_token"
 SERVER_RECORD_FILE = "artifact_server.json"
+# The port a server with no fixed port last had: a restarted controller takes it again, so
+# the URLs in specs already sent (and queued) stay valid.
+LAST_PORT_FILE = "artifact_server.port"
 PATH_PATTERN = re.compile(r"^/artifacts/([0-9a-f]{64})$")
 SUFFIX_PATTERN = re.compile(r"^\.[A-Za-z0-9]{1,16}$")
 RANGE_PATTERN = re.compile(r"^bytes=(\d+)-(\d*)$")
@@ -330,6 +333,20 @@ def record(home: Path, url: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_private(path, json.dumps({"url": url, "pid": os.getpid()}))
     return path
+
+
+def last_port(home: Path) -> int:
+    """The port the previous artifact server here listened on, or 0 (any free one)."""
+    try:
+        port = int((Path(home) / LAST_PORT_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return 0
+    return port if 0 < port < 65536 else 0
+
+
+def remember_port(home: Path, port: int) -> None:
+    Path(home).mkdir(parents=True, exist_ok=True)
+    (Path(home) / LAST_PORT_FILE).write_text(f"{port}\n")
 
 
 def forget(home: Path) -> None:

@@ -357,3 +357,21 @@ def test_the_server_binds_where_told(store):
         assert call(everywhere, "GET", f"/artifacts/{'ab' * 32}")[0] == 404
     with pytest.raises(ValueError, match="non-empty token"):
         ArtifactServer(store, "")
+
+
+def test_a_restarted_controller_serves_on_its_previous_port_when_free(tmp_path):
+    """Specs already sent carry the server's URL: a restart keeps it valid when it can."""
+    from orchestrator.server import start_artifact_server
+
+    settings = Settings(home=tmp_path, artifact_token=TOKEN)
+    first = start_artifact_server(settings)
+    port = first.port
+    first.stop()
+    http_server.forget(tmp_path)
+    second = start_artifact_server(settings)
+    assert second.port == port
+    # while something else holds it, the server takes another port rather than failing
+    third = start_artifact_server(settings)
+    assert third.port != port
+    second.stop()
+    third.stop()
