@@ -138,6 +138,16 @@ class DeviceHost:
     def target(self) -> str:
         return f"root@{self.address}"
 
+    def kill_processes(self, containing: str) -> None:
+        """SIGKILL this host's processes whose command line contains `containing`."""
+        for pid in ip("netns", "pids", self.namespace, check=False).split():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                    if containing.encode() in handle.read():
+                        os.kill(int(pid), signal.SIGKILL)
+            except (OSError, ProcessLookupError):
+                continue
+
     def run(self, *command: str, timeout: float = 60) -> subprocess.CompletedProcess:
         """Run a command inside this host's namespace."""
         return subprocess.run(

@@ -34,7 +34,7 @@ facts = {
     "sudo": False,
 }
 try:
-    import venv, ensurepip
+    import venv
     facts["venv"] = True
 except ImportError:
     pass
@@ -73,15 +73,28 @@ def can_connect(python: str, host: str, port: int, timeout_s: float = 5) -> str:
     return f"{quote(python)} -c {quote(script)}"
 
 
-def create_venv(python: str, layout: AgentLayout, fresh: bool = True) -> str:
-    """The agent's virtual environment; `fresh` replaces one left by an earlier install."""
-    parts = [f"mkdir -p {quote(layout.root)} {quote(layout.wheelhouse)}"]
+def make_folders(layout: AgentLayout) -> str:
+    return f"mkdir -p {quote(layout.root)} {quote(layout.wheelhouse)}"
+
+
+def create_venv(python: str, layout: AgentLayout, pip_wheel: str, fresh: bool = True) -> str:
+    """The agent's virtual environment, its pip installed from the uploaded pip wheel (run
+    from the wheel itself): no `ensurepip` needed, which Debian and Ubuntu split off into
+    python3-venv, and a pip that knows today's wheel tags. `fresh` replaces an old venv."""
+    venv_python = quote(layout.venv + "/bin/python")
+    bootstrap = (
+        f"{quote(python)} -m venv --without-pip {quote(layout.venv)} && "
+        f"{venv_python} {quote(f'{layout.wheelhouse}/{pip_wheel}/pip')} install "
+        f"{PIP_QUIET} --no-index --find-links {quote(layout.wheelhouse)} pip"
+    )
+    parts = [make_folders(layout)]
     if fresh:
         parts.append(f"rm -rf {quote(layout.venv)}")
-    parts.append(
-        f"{{ [ -x {quote(layout.venv + '/bin/python')} ] || {quote(python)} -m venv {quote(layout.venv)}; }}"
-    )
+    parts.append(f"{{ [ -x {venv_python} ] || {{ {bootstrap}; }}; }}")
     return " && ".join(parts)
+
+
+PIP_QUIET = "--disable-pip-version-check --no-input --no-compile --quiet"
 
 
 def pip_install(
@@ -92,20 +105,15 @@ def pip_install(
     reinstall_agent: bool = False,
 ) -> str:
     """Install the agent wheel with its extras: dependencies from the uploaded wheelhouse,
-    or from `index_url` when the device can reach one. pip itself is updated first (old
-    devices ship a pip that predates today's wheel tags)."""
+    or from `index_url` when the device can reach one."""
     pip = f"{quote(layout.venv + '/bin/python')} -m pip"
-    common = "--disable-pip-version-check --no-input --no-compile --quiet"
     source = f"--find-links {quote(layout.wheelhouse)}"
     source += f" --index-url {quote(index_url)}" if index_url else " --no-index"
     wheel = f"{layout.wheelhouse}/{wheel_file}"
     extras = ",".join(["agent", *runtimes])
-    steps = [
-        f"{pip} install {common} {source} --upgrade pip",
-        f"{pip} install {common} {source} {quote(f'{wheel}[{extras}]')}",
-    ]
+    steps = [f"{pip} install {PIP_QUIET} {source} {quote(f'{wheel}[{extras}]')}"]
     if reinstall_agent:  # same version number, new code: pip would keep the old one
-        steps.append(f"{pip} install {common} --no-deps --force-reinstall {quote(wheel)}")
+        steps.append(f"{pip} install {PIP_QUIET} --no-deps --force-reinstall {quote(wheel)}")
     return " && ".join(steps)
 
 

@@ -43,8 +43,8 @@ def check_device(facts: dict, python: str, where: str) -> None:
         )
     if not facts.get("venv"):
         raise ProvisionError(
-            f"Python {found} at {python} on {where} cannot create virtual environments: install "
-            "its venv module (Debian/Ubuntu: apt install python3-venv) or choose another --python"
+            f"Python {found} at {python} on {where} has no venv module: install it (Debian/Ubuntu: "
+            "apt install python3-venv) or choose another --python"
         )
 
 

@@ -162,31 +162,44 @@ def _start(connection: Connection, layout: AgentLayout, service: str, sudo: str,
         ssh.run(connection, commands.start_supervised(layout), "starting the agent")
 
 
-def _install(
+@dataclass
+class _DeviceWheels:
+    """The wheels one device gets: the agent, pip, and the agent's dependencies unless an
+    index serves them."""
+
+    device: DevicePython
+    agent: Path
+    pip: Path
+    dependencies: Optional[Path]
+
+    @classmethod
+    def prepare(cls, facts: dict, runtimes: list[str], options: RunOptions) -> _DeviceWheels:
+        device = DevicePython.from_facts(facts)
+        wheelhouse = options.wheelhouse
+        agent = wheelhouse.agent_wheel()
+        dependencies = None
+        if not options.index_url:
+            dependencies = wheelhouse.dependencies(device, agent, runtimes)
+        return cls(device, agent, wheelhouse.pip_wheel(device), dependencies)
+
+    def upload(self, connection: Connection, layout: AgentLayout) -> None:
+        wheels = sorted(self.dependencies.glob("*.whl")) if self.dependencies else [self.pip]
+        files = [self.agent, *(w for w in wheels if w.name != self.agent.name)]
+        ssh.sync_files(connection, files, layout.wheelhouse, always=frozenset({self.agent.name}))
+
+
+def _pip_install(
     connection: Connection,
     layout: AgentLayout,
-    facts: dict,
+    wheels: _DeviceWheels,
     runtimes: list[str],
     options: RunOptions,
     reinstall_agent: bool,
 ) -> None:
-    """Upload the agent wheel (and its dependencies unless an index serves them), then pip
-    install on the device; wheels its pip finds missing are fetched and sent, up to
+    """pip install on the device; wheels its pip finds missing are fetched and sent, up to
     MAX_INSTALL_ROUNDS times."""
-    device = DevicePython.from_facts(facts)
-    agent_wheel = options.wheelhouse.agent_wheel()
-    folder = None
-    if not options.index_url:
-        folder = options.wheelhouse.dependencies(device, agent_wheel, runtimes)
-
-    def upload() -> None:
-        wheels = sorted(folder.glob("*.whl")) if folder else []
-        files = [agent_wheel, *(w for w in wheels if w.name != agent_wheel.name)]
-        ssh.sync_files(connection, files, layout.wheelhouse, always=frozenset({agent_wheel.name}))
-
-    upload()
     install = commands.pip_install(
-        layout, agent_wheel.name, runtimes, options.index_url, reinstall_agent
+        layout, wheels.agent.name, runtimes, options.index_url, reinstall_agent
     )
     for round_ in range(1, MAX_INSTALL_ROUNDS + 1):
         try:
@@ -194,10 +207,10 @@ def _install(
             return
         except ssh.RemoteCommandFailed as exc:
             missing = commands.missing_requirements(exc.stdout + exc.stderr)
-            if folder is None or not missing or round_ == MAX_INSTALL_ROUNDS:
+            if wheels.dependencies is None or not missing or round_ == MAX_INSTALL_ROUNDS:
                 raise
-        options.wheelhouse.add(device, missing)
-        upload()
+        options.wheelhouse.add(wheels.device, missing)
+        wheels.upload(connection, layout)
 
 
 def _wait_registered(
@@ -242,11 +255,16 @@ def provision(request: HostRequest, options: RunOptions) -> Outcome:
                 _check_artifact_server(
                     connection, request.python, options.artifact_base_url, target
                 )
-        with steps.step("venv"):
+        with steps.step("upload"):
             _stop_any(connection, layout, facts)
-            ssh.run(connection, commands.create_venv(request.python, layout), "creating the venv")
+            wheels = _DeviceWheels.prepare(facts, request.runtimes, options)
+            ssh.run(connection, commands.make_folders(layout), "making the agent's folder")
+            wheels.upload(connection, layout)
+        with steps.step("venv"):
+            venv = commands.create_venv(request.python, layout, wheels.pip.name)
+            ssh.run(connection, venv, "creating the venv")
         with steps.step("install"):
-            _install(connection, layout, facts, request.runtimes, options, reinstall_agent=False)
+            _pip_install(connection, layout, wheels, request.runtimes, options, False)
         with steps.step("start"):
             sudo = commands.sudo_prefix(facts)
             environment = device_files.agent_environment(
@@ -293,14 +311,15 @@ def upgrade(record: records.ProvisionedAgent, options: RunOptions) -> Outcome:
             facts = _probe(connection, record.python, str(record.target))
         with steps.step("stop"):
             _stop(connection, layout, record.service, record.sudo)
-        with steps.step("install"):
-            ssh.run(
-                connection,
-                commands.create_venv(record.python, layout, fresh=False),
-                "checking the venv",
-            )
+        with steps.step("upload"):
             upgraded = replace(options, index_url=record.index_url)
-            _install(connection, layout, facts, record.runtimes, upgraded, reinstall_agent=True)
+            wheels = _DeviceWheels.prepare(facts, record.runtimes, upgraded)
+            ssh.run(connection, commands.make_folders(layout), "making the agent's folder")
+            wheels.upload(connection, layout)
+        with steps.step("install"):
+            venv = commands.create_venv(record.python, layout, wheels.pip.name, fresh=False)
+            ssh.run(connection, venv, "checking the venv")
+            _pip_install(connection, layout, wheels, record.runtimes, upgraded, True)
         with steps.step("start"):
             user = record.user or _remote_user(connection)
             _start(connection, layout, record.service, record.sudo, user)

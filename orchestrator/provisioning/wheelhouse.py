@@ -19,7 +19,7 @@ import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from orchestrator.provisioning import ProvisionError
 
@@ -235,6 +235,14 @@ class Wheelhouse:
                 (folder / f".resolved-{stamp}").touch()
         return folder
 
+    def pip_wheel(self, device: DevicePython) -> Path:
+        """The newest pip wheel for `device` (fetched alone when only the agent is uploaded)."""
+        folder = self.root / device.key
+        with _locked(self.root / f"{device.key}.lock"):
+            if not list(folder.glob("pip-*.whl")):
+                self._download(device, ["pip"])
+        return newest(folder.glob("pip-*.whl"))
+
     def add(self, device: DevicePython, requirements: Sequence[str]) -> Path:
         """Download what the device's pip found missing (it stays for the next install)."""
         with _locked(self.root / f"{device.key}.lock"):
@@ -266,6 +274,16 @@ class Wheelhouse:
             markers=device.markers(),
         )
         return folder
+
+
+def newest(wheels: Iterable[Path]) -> Path:
+    """The wheel with the highest version among wheels of one project."""
+
+    def version(wheel: Path) -> tuple:
+        text = wheel.name.split("-")[1]
+        return tuple(int(part) if part.isdigit() else -1 for part in text.split("."))
+
+    return max(wheels, key=version)
 
 
 def requires_dist(wheel: Path) -> list[str]:

@@ -260,7 +260,7 @@ def test_pip_install_uses_the_wheelhouse_or_an_index():
     offline = commands.pip_install(LAYOUT, "edgebench-0.1.0-py3-none-any.whl", ["onnxruntime"])
     assert "--no-index" in offline and f"--find-links {LAYOUT.wheelhouse}" in offline
     assert f"{LAYOUT.wheelhouse}/edgebench-0.1.0-py3-none-any.whl[agent,onnxruntime]" in offline
-    assert "--upgrade pip" in offline and "--force-reinstall" not in offline
+    assert "--force-reinstall" not in offline
     online = commands.pip_install(
         LAYOUT, "edgebench.whl", ["onnxruntime", "openvino"], "https://pypi.lab/simple", True
     )
@@ -281,8 +281,19 @@ def test_missing_requirements_are_read_from_pip_without_markers():
 
 
 def test_venv_is_fresh_on_provision_and_kept_on_upgrade():
-    assert f"rm -rf {LAYOUT.venv}" in commands.create_venv("python3", LAYOUT)
-    assert "rm -rf" not in commands.create_venv("python3", LAYOUT, fresh=False)
+    assert f"rm -rf {LAYOUT.venv}" in commands.create_venv("python3", LAYOUT, "pip.whl")
+    assert "rm -rf" not in commands.create_venv("python3", LAYOUT, "pip.whl", fresh=False)
+
+
+def test_newest_wheel_compares_versions_not_text():
+    from orchestrator.provisioning.wheelhouse import newest
+
+    names = [
+        "pip-9.0.3-py2.py3-none-any.whl",
+        "pip-26.0.1-py3-none-any.whl",
+        "pip-26.3-py3-none-any.whl",
+    ]
+    assert newest(Path(n) for n in names).name == "pip-26.3-py3-none-any.whl"
 
 
 # -- wheels for the device's platform --------------------------------------------------
