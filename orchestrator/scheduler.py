@@ -130,11 +130,38 @@ def reap(session: Session, settings: Settings) -> int:
     return changed
 
 
+HELD = "held: "
+
+
+def held_note(trial: Trial, device: Device, now: datetime, settings: Settings) -> str | None:
+    """Why a sent trial waits: its device went offline with it (a cut link, say). It is
+    kept, not sent elsewhere: the device may come back with it measured, its result in
+    the agent's outbox, and another device would measure other hardware."""
+    if repository.is_online(device, now, settings.offline_after_s):
+        return None
+    seen = repository.as_utc(device.last_heartbeat_at)
+    since = f" since {seen:%H:%M:%S} UTC" if seen else ""
+    return f"{HELD}{device.name} is offline{since}; attempt {trial.attempt} resumes when it is back"
+
+
+def note_held(session: Session, settings: Settings) -> None:
+    """Show on each sent trial of an offline device why it waits; clear that once it is back.
+    (Pending trials of offline devices get their reason where they are read.)"""
+    now = utcnow()
+    for trial in repository.open_trials(session):
+        note = held_note(trial, trial.device, now, settings)
+        if note is not None:
+            trial.note = note
+        elif trial.note and trial.note.startswith(HELD):
+            trial.note = None
+
+
 def dispatch(sessions: sessionmaker[Session], app: Celery, settings: Settings) -> int:
     """Send the next pending trial to every online device that has none outstanding."""
     sent = 0
     with sessions.begin() as session:
         reap(session, settings)
+        note_held(session, settings)
     with sessions() as session:
         now = utcnow()
         busy = set(

@@ -194,3 +194,34 @@ def test_unreachable_broker_leaves_the_trial_pending_with_the_reason(setup):
     assert time.monotonic() - started < 30
     first = trials(sessions)[0]
     assert first.state == "pending" and "broker unreachable" in first.note
+
+
+def test_a_sent_trial_of_a_device_gone_offline_is_held_with_the_reason(setup):
+    sessions, app, client = setup
+    scheduler.dispatch(sessions, app, SETTINGS)
+    first = trials(sessions)[0]
+    edit(sessions, first.id, state="running", started_at=utcnow())
+    edit_device(sessions, current_trial=first.id, last_heartbeat_at=utcnow() - timedelta(minutes=5))
+    assert scheduler.dispatch(sessions, app, SETTINGS) == 0
+    held, pending = trials(sessions)
+    assert held.state == "running" and held.attempt == 1  # kept: it may come back measured
+    assert held.note.startswith("held: dev is offline since ") and "attempt 1" in held.note
+    assert pending.state == "pending" and len(queued_specs(client)) == 1
+
+    edit_device(sessions, last_heartbeat_at=utcnow())  # back, still running it
+    scheduler.dispatch(sessions, app, SETTINGS)
+    back = trials(sessions)[0]
+    assert back.state == "running" and back.note is None and back.attempt == 1
+
+
+def test_held_note_only_for_offline_devices(setup):
+    sessions, _, _ = setup
+    now = utcnow()
+    with sessions() as session:
+        trial = session.scalars(select(Trial)).first()
+        trial.device.last_heartbeat_at = now
+        assert scheduler.held_note(trial, trial.device, now, SETTINGS) is None
+        trial.device.last_heartbeat_at = None
+        assert scheduler.held_note(trial, trial.device, now, SETTINGS) == (
+            "held: dev is offline; attempt 0 resumes when it is back"
+        )
