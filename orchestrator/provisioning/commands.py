@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from shlex import quote
 from typing import Optional, Sequence
+from urllib.parse import urlsplit
 
 from orchestrator.provisioning.layout import AgentLayout
 
@@ -84,7 +85,7 @@ def create_venv(python: str, layout: AgentLayout, pip_wheel: str, fresh: bool = 
     venv_python = quote(layout.venv + "/bin/python")
     bootstrap = (
         f"{quote(python)} -m venv --without-pip {quote(layout.venv)} && "
-        f"{venv_python} {quote(f'{layout.wheelhouse}/{pip_wheel}/pip')} install "
+        f"{HERMETIC}{venv_python} {quote(f'{layout.wheelhouse}/{pip_wheel}/pip')} install "
         f"{PIP_QUIET} --no-index --find-links {quote(layout.wheelhouse)} pip"
     )
     parts = [make_folders(layout)]
@@ -95,6 +96,8 @@ def create_venv(python: str, layout: AgentLayout, pip_wheel: str, fresh: bool = 
 
 
 PIP_QUIET = "--disable-pip-version-check --no-input --no-compile --quiet"
+# From the uploaded wheels only: no pip configuration of the device's adds indexes or links.
+HERMETIC = "PIP_CONFIG_FILE=/dev/null "
 
 
 def pip_install(
@@ -105,10 +108,13 @@ def pip_install(
     reinstall_agent: bool = False,
 ) -> str:
     """Install the agent wheel with its extras: dependencies from the uploaded wheelhouse,
-    or from `index_url` when the device can reach one."""
-    pip = f"{quote(layout.venv + '/bin/python')} -m pip"
+    or from `index_url` when the device can reach one (then the device's pip configuration,
+    its proxy or certificates, applies)."""
+    pip = f"{'' if index_url else HERMETIC}{quote(layout.venv + '/bin/python')} -m pip"
     source = f"--find-links {quote(layout.wheelhouse)}"
     source += f" --index-url {quote(index_url)}" if index_url else " --no-index"
+    if index_url and urlsplit(index_url).scheme == "http":  # pip ignores plain HTTP otherwise
+        source += f" --trusted-host {quote(urlsplit(index_url).netloc)}"
     wheel = f"{layout.wheelhouse}/{wheel_file}"
     extras = ",".join(["agent", *runtimes])
     steps = [f"{pip} install {PIP_QUIET} {source} {quote(f'{wheel}[{extras}]')}"]

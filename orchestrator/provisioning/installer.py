@@ -25,7 +25,12 @@ from orchestrator.provisioning.agent_broker import (
 )
 from orchestrator.provisioning.device_checks import check_device, choose_service, parse_probe
 from orchestrator.provisioning.layout import AgentLayout
-from orchestrator.provisioning.registration import Registered, current_boot_id, wait_for_agent
+from orchestrator.provisioning.registration import (
+    Registered,
+    controller_running,
+    current_boot_id,
+    wait_for_agent,
+)
 from orchestrator.provisioning.request import HostRequest, Target
 from orchestrator.provisioning.wheelhouse import DevicePython, Wheelhouse
 
@@ -51,6 +56,9 @@ class RunOptions:
     # Where agents fetch artifacts over HTTP, when the controller serves them.
     artifact_base_url: Optional[str] = None
     progress: Callable[[str, str], None] = lambda name, step: None
+    # A one-time enrollment token for a device name (orchestrator.enrollment), written into
+    # that device's agent.env only: its agent derives its signing key from it.
+    enrollment_token: Optional[Callable[[str], str]] = None
 
 
 @dataclass
@@ -216,6 +224,13 @@ def _pip_install(
 def _wait_registered(
     connection: Connection, options: RunOptions, layout: AgentLayout, previous: Optional[str]
 ) -> Registered:
+    url = options.controller_broker_url
+    if url and not controller_running(url):
+        raise ProvisionError(
+            f"the agent is installed and started, but no controller runs on the broker "
+            f"{redacted(url)} to register it: start `edgebench server` (the agent keeps "
+            "trying and registers then)"
+        )
     registered = wait_for_agent(options.sessions, layout.name, previous, options.wait_s)
     if registered is not None:
         return registered
@@ -267,9 +282,10 @@ def provision(request: HostRequest, options: RunOptions) -> Outcome:
             _pip_install(connection, layout, wheels, request.runtimes, options, False)
         with steps.step("start"):
             sudo = commands.sudo_prefix(facts)
-            environment = device_files.agent_environment(
-                layout, broker_url, request.tags, {**options.agent_env, **request.env}
-            )
+            extra = {**options.agent_env, **request.env}
+            if options.enrollment_token is not None:
+                extra["EDGEBENCH_ENROLLMENT_TOKEN"] = options.enrollment_token(name)
+            environment = device_files.agent_environment(layout, broker_url, request.tags, extra)
             ssh.write_file(connection, layout.env_file, device_files.env_file(environment), 0o600)
             _start(connection, layout, service, sudo, target.user or _remote_user(connection))
         records.save(

@@ -38,6 +38,18 @@ def current_boot_id(sessions: sessionmaker[Session], name: str) -> Optional[str]
     return device.boot_id if device is not None else None
 
 
+def controller_running(broker_url: str) -> bool:
+    """Whether a controller holds this broker's lease: without one nothing registers."""
+    import redis
+
+    from orchestrator.controller_lease import LEASE_KEY
+
+    try:
+        return bool(redis.Redis.from_url(broker_url, socket_timeout=5).exists(LEASE_KEY))
+    except redis.RedisError:
+        return False
+
+
 def wait_for_agent(
     sessions: sessionmaker[Session],
     name: str,

@@ -131,10 +131,10 @@ def run(connection: Connection, command: str, what: str, timeout_s: Optional[flo
     except (paramiko.SSHException, OSError, EOFError) as exc:
         raise ProvisionError(f"{what}: the SSH connection broke ({exc})") from None
     if result.exited != 0:
-        tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-6:]
-        raise RemoteCommandFailed(
-            what, result.exited, " | ".join(tail), result.stdout, result.stderr
-        )
+        lines = (result.stderr.strip() or result.stdout.strip()).splitlines()
+        errors = [line for line in lines if line.startswith("ERROR")]  # pip's, past its warnings
+        tail = " | ".join((errors or lines)[-6:])
+        raise RemoteCommandFailed(what, result.exited, tail, result.stdout, result.stderr)
     return result.stdout
 
 

@@ -5,8 +5,10 @@ link is cut and restored mid-campaign."""
 
 from __future__ import annotations
 
+import http.server
 import re
 import subprocess
+import threading
 import time
 
 import pytest
@@ -34,6 +36,12 @@ def device_pythons() -> list[str]:
     return ["/usr/bin/python3", find_python39() or "/usr/bin/python3"]
 
 
+def local_device(python: str) -> DevicePython:
+    probed = subprocess.run(["sh", "-c", commands.probe(python)], capture_output=True, text=True)
+    assert probed.returncode == 0, probed.stderr
+    return DevicePython.from_facts(parse_probe(probed.stdout, python))
+
+
 @pytest.fixture(scope="session")
 def wheelhouse_dir(tmp_path_factory):
     """Agent wheel and dependency wheels built once per session for the devices' Pythons,
@@ -42,13 +50,38 @@ def wheelhouse_dir(tmp_path_factory):
     wheelhouse = Wheelhouse(folder)
     agent = wheelhouse.agent_wheel()
     for python in sorted(set(device_pythons())):
-        probed = subprocess.run(
-            ["sh", "-c", commands.probe(python)], capture_output=True, text=True
-        )
-        assert probed.returncode == 0, probed.stderr
-        device = DevicePython.from_facts(parse_probe(probed.stdout, python))
-        wheelhouse.dependencies(device, agent, ["onnxruntime"])
+        wheelhouse.dependencies(local_device(python), agent, ["onnxruntime"])
     return folder
+
+
+@pytest.fixture
+def package_index(lab, wheelhouse_dir, tmp_path):
+    """A PEP 503 package index on the device network, serving the session's wheels for
+    Debian's Python; yields its URL and the paths it was asked for."""
+    root = tmp_path / "index"
+    for wheel in (wheelhouse_dir / local_device("/usr/bin/python3").key).glob("*.whl"):
+        project = re.sub(r"[-_.]+", "-", wheel.name.split("-")[0]).lower()
+        (root / "files").mkdir(parents=True, exist_ok=True)
+        (root / "files" / wheel.name).symlink_to(wheel)
+        page = root / "simple" / project / "index.html"
+        page.parent.mkdir(parents=True, exist_ok=True)
+        with open(page, "a") as handle:
+            handle.write(f'<a href="../../files/{wheel.name}">{wheel.name}</a><br>\n')
+    asked: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):  # noqa: ANN002, ANN003
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def log_message(self, format, *args):  # noqa: A002, ANN001, ANN002
+            asked.append(self.path)
+
+    server = http.server.ThreadingHTTPServer((lab.gateway, 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://{lab.gateway}:{server.server_address[1]}/simple/", asked
+    server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -90,10 +123,10 @@ def campaign_trials(fleet) -> list[Trial]:
         return list(session.scalars(select(Trial).options(selectinload(Trial.device))))
 
 
-def device_states(fleet) -> dict[str, str]:
+def device_states(fleet, names: str = r"netns-\d") -> dict[str, str]:
     listing = fleet.cli("devices", "list")
     assert listing.returncode == 0, listing.stderr
-    return dict(re.findall(r"│ (netns-\d) +│ [^│]+│ (online|offline)", listing.stdout))
+    return dict(re.findall(rf"│ ({names}) +│ [^│]+│ (online|offline)", listing.stdout))
 
 
 def test_inventory_provisioning_campaign_and_a_cut_link(lab, netns_fleet, tmp_path):
@@ -198,24 +231,35 @@ def test_inventory_provisioning_campaign_and_a_cut_link(lab, netns_fleet, tmp_pa
     print(f"netns-1 showed offline {offline_after:.1f} s after its link was cut")
 
 
-def test_single_host_upgrade_logs_and_deprovision(lab, netns_fleet, tmp_path):
+def test_single_host_from_an_index_then_logs_upgrade_and_deprovision(
+    lab, netns_fleet, package_index, tmp_path
+):
     fleet = netns_fleet
+    index_url, asked = package_index
     host = lab.hosts[3]
     lab.trust_host_keys([host])
-    fleet.start_controller()
     remote = tmp_path / "devices" / "solo"
-    fleet.wait_until(lambda: http_server.recorded_url(tmp_path), 30, "the artifact server")
     ssh_args = ["-i", str(lab.client_key), "--known-hosts", str(lab.known_hosts)]
+    # No controller yet: the agent is installed and started, and the command says why it
+    # cannot register instead of waiting for nothing.
     provisioned = fleet.cli(
         "devices", "provision", host.target, "--name", "solo", "--tags", "lab,solo",
-        "--python", "/usr/bin/python3", "--remote-dir", str(remote),
+        "--python", "/usr/bin/python3", "--remote-dir", str(remote), "--index-url", index_url,
         "--env", "EDGEBENCH_HEARTBEAT_S=0.5", *ssh_args, timeout=300,
     )  # fmt: skip
-    assert provisioned.returncode == 0, provisioned.stdout + provisioned.stderr
-    assert "ok   solo" in provisioned.stdout and "runtimes: onnxruntime" in provisioned.stdout
+    assert provisioned.returncode == 1, provisioned.stdout + provisioned.stderr
+    assert "no controller runs on the broker" in provisioned.stdout, provisioned.stdout
+    assert "Traceback" not in provisioned.stdout + provisioned.stderr
+    # only the agent and pip were uploaded; the rest came from the index
+    uploaded = sorted(p.name.split("-")[0] for p in (remote / "wheelhouse").iterdir())
+    assert uploaded == ["edgebench", "pip"]
+    assert "/simple/celery/" in asked and any(path.startswith("/files/") for path in asked)
     env_file = remote / "agent.env"
     assert oct(env_file.stat().st_mode & 0o777) == "0o600"
     assert "EDGEBENCH_DEVICE_TAGS='lab,solo'" in env_file.read_text()
+
+    fleet.start_controller()  # the agent, still trying, registers now
+    fleet.wait_until(lambda: device_states(fleet, "solo").get("solo") == "online", 60, "solo")
     with fleet.sessions() as session:
         first_boot = session.scalar(select(Device.boot_id).where(Device.name == "solo"))
 
@@ -224,6 +268,8 @@ def test_single_host_upgrade_logs_and_deprovision(lab, netns_fleet, tmp_path):
 
     upgraded = fleet.cli("devices", "upgrade", "solo", timeout=300)
     assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+    assert "ok   solo" in upgraded.stdout and "runtimes: onnxruntime" in upgraded.stdout
+    assert len(list((remote / "wheelhouse").iterdir())) == 2  # still with the index
     with fleet.sessions() as session:
         assert session.scalar(select(Device.boot_id).where(Device.name == "solo")) != first_boot
 

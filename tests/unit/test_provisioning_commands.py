@@ -266,6 +266,10 @@ def test_pip_install_uses_the_wheelhouse_or_an_index():
     )
     assert "--index-url https://pypi.lab/simple" in online and "--no-index" not in online
     assert "[agent,onnxruntime,openvino]" in online
+    assert "--trusted-host" not in online and "PIP_CONFIG_FILE" not in online
+    assert "PIP_CONFIG_FILE=/dev/null" in offline  # only the uploaded wheels
+    lan = commands.pip_install(LAYOUT, "e.whl", [], "http://10.0.0.1:3141/simple/")
+    assert "--trusted-host 10.0.0.1:3141" in lan
     assert "--no-deps --force-reinstall" in online
 
 
