@@ -93,12 +93,14 @@ def _run_options(
     index_url: Optional[str] = None,
     wait_s: float = 120.0,
     progress=None,  # noqa: ANN001
+    installs: bool = False,
 ):  # noqa: ANN202
+    """Settings for one provisioning command; `installs`: it writes agents' configuration."""
     from orchestrator.provisioning.installer import RunOptions
     from orchestrator.provisioning.wheelhouse import Wheelhouse
 
     artifact_base_url, agent_env = None, {}
-    if settings.artifact_server or settings.artifact_base_url:
+    if installs and (settings.artifact_server or settings.artifact_base_url):
         from orchestrator.artifacts.http_server import controller_token
 
         artifact_base_url = settings.resolved_artifact_base_url()
@@ -239,7 +241,7 @@ def provision(
             status.update(f"{device}: {step}...")
 
     options = _run_options(
-        settings, known_hosts, accept_new_host_key, broker_url, index_url, wait_s, progress
+        settings, known_hosts, accept_new_host_key, broker_url, index_url, wait_s, progress, True
     )
     if not single:
         console.print(f"provisioning {len(requests)} device(s), {parallel} at a time")

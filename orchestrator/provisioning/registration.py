@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -55,7 +55,6 @@ def wait_for_agent(
     name: str,
     previous_boot_id: Optional[str],
     timeout_s: float,
-    still_running: Callable[[], bool] = lambda: True,
 ) -> Optional[Registered]:
     """The agent's registration once a heartbeat followed it; None after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
@@ -75,8 +74,6 @@ def wait_for_agent(
                         tags=list(device.tags or []),
                         facts=dict(device.facts or {}),
                     )
-        if not still_running():
-            return None
         time.sleep(POLL_S)
     return None
 

@@ -24,6 +24,7 @@ MANAGED_ENV = (
     "EDGEBENCH_DEVICE_TAGS",
     "EDGEBENCH_HOME",
     "EDGEBENCH_ARTIFACT_TOKEN",
+    "EDGEBENCH_ENROLLMENT_TOKEN",
 )
 # Paths and commands end up in shell text and unit files: keep them to plain characters.
 PLAIN_PATH = re.compile(r"^[A-Za-z0-9_./+-]+$")
