@@ -1,7 +1,8 @@
 """Provision, upgrade, deprovision and read the log of one device's agent over SSH.
 
-provision: probe → checks → broker reachable from the device → venv → wheels uploaded →
-pip install → agent.env + service → start → registration and a heartbeat in the store.
+provision: probe and checks (Python, broker and artifact server reachable from the device)
+→ wheels uploaded → venv → pip install → agent.env and service → start → registration and
+a heartbeat in the store.
 """
 
 from __future__ import annotations
@@ -122,27 +123,45 @@ def _probe(connection: Connection, python: str, where: str) -> dict:
     return facts
 
 
-def _check_artifact_server(
-    connection: Connection, python: str, base_url: str, target: Target
+BROKER_HINT = (
+    "make it listen where devices can reach it (EDGEBENCH_BROKER_BIND for the embedded one) "
+    "or give the URL devices use (--broker-url)"
+)
+ARTIFACT_HINT = (
+    "serve artifacts where devices can reach them (EDGEBENCH_ARTIFACT_BIND, "
+    "EDGEBENCH_ARTIFACT_BASE_URL)"
+)
+
+
+def _check_reachable(
+    connection: Connection, python: str, host: str, port: int, what: str, hint: str
 ) -> None:
-    """Agents fetch models from the URL the scheduler sends them: it must work from here."""
-    parts = urlsplit(base_url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    hint = (
-        "serve artifacts where devices can reach them (EDGEBENCH_ARTIFACT_BIND, "
-        "EDGEBENCH_ARTIFACT_BASE_URL)"
-    )
-    if is_loopback(host):
-        raise ProvisionError(
-            f"artifacts are served at {base_url}, loopback, which {target} cannot reach: {hint}"
-        )
+    """The device must open a TCP connection to what its agent will use."""
     try:
         ssh.run(connection, commands.can_connect(python, host, port), "")
     except ssh.RemoteCommandFailed as exc:
         raise ProvisionError(
-            f"{target} cannot reach the artifact server at {host}:{port} ({exc.stderr.strip()}): {hint}"
+            f"{connection.host} cannot reach the {what} at {host}:{port} "
+            f"({exc.stderr.strip()}): {hint}"
         ) from None
+
+
+def _check_services(
+    connection: Connection, python: str, broker_url: str, artifact_base_url: Optional[str]
+) -> None:
+    """The broker, and the artifact server whose URL the scheduler sends agents."""
+    _check_reachable(connection, python, *endpoint(broker_url), "broker", BROKER_HINT)
+    if not artifact_base_url:
+        return
+    parts = urlsplit(artifact_base_url)
+    host = parts.hostname or ""
+    if is_loopback(host):
+        raise ProvisionError(
+            f"artifacts are served at {artifact_base_url}, loopback, which {connection.host} "
+            f"cannot reach: {ARTIFACT_HINT}"
+        )
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    _check_reachable(connection, python, host, port, "artifact server", ARTIFACT_HINT)
 
 
 def _stop(connection: Connection, layout: AgentLayout, service: str, sudo: str) -> None:
@@ -257,19 +276,7 @@ def provision(request: HostRequest, options: RunOptions) -> Outcome:
             broker_url = agent_broker_url(
                 options.controller_broker_url, options.agent_broker_url, facts.get("ssh_client", "")
             )
-            host, port = endpoint(broker_url)
-            try:
-                ssh.run(connection, commands.can_connect(request.python, host, port), "")
-            except ssh.RemoteCommandFailed as exc:
-                raise ProvisionError(
-                    f"{target} cannot reach the broker at {host}:{port} ({exc.stderr.strip()}): "
-                    "make it listen where devices can reach it (EDGEBENCH_BROKER_BIND for the "
-                    "embedded one) or give the URL devices use (--broker-url)"
-                ) from None
-            if options.artifact_base_url:
-                _check_artifact_server(
-                    connection, request.python, options.artifact_base_url, target
-                )
+            _check_services(connection, request.python, broker_url, options.artifact_base_url)
         with steps.step("upload"):
             _stop_any(connection, layout, facts)
             wheels = _DeviceWheels.prepare(facts, request.runtimes, options)
@@ -307,7 +314,7 @@ def provision(request: HostRequest, options: RunOptions) -> Outcome:
                 index_url=options.index_url,
                 env=request.env,
             ),
-        )
+        )  # before waiting: an agent that does not register can still be read and removed
         with steps.step("register"):
             registered = _wait_registered(connection, options, layout, previous)
     return Outcome(name, str(target), service, registered, steps.total(), steps.times)
