@@ -129,6 +129,16 @@ def build(name: str) -> BuiltModel:
         shape = (size, size, 3)
     calibration = np.asarray(calibration, np.float32)
     built = BuiltModel(card={"name": name, "version": MODEL_VERSION, **card}, reference=reference)
-    built.artifacts = _variants(model, shape, calibration)
+    try:
+        built.artifacts = _variants(model, shape, calibration)
+    finally:
+        # Keras keeps every model's graph until told: a full build would grow to ~14 GB.
+        import gc
+
+        import keras
+
+        del model
+        keras.backend.clear_session()
+        gc.collect()
     built.seconds = time.perf_counter() - started
     return built
