@@ -19,6 +19,31 @@ def default_name() -> str:
     return name or "device"
 
 
+LOCAL_TOKEN_WAIT_S = 60.0
+
+
+def _local_token(settings, work_dir) -> Optional[str]:  # noqa: ANN001
+    """The token a controller on this machine records for local agents, when this agent
+    needs one (no key, no EDGEBENCH_ENROLLMENT_TOKEN): waits a while for a starting one."""
+    import time
+
+    from agents.credentials import key_path
+
+    if settings.enrollment_token or key_path(work_dir).exists():
+        return None
+    token = settings.local_enrollment_token()
+    if not token:
+        console.print(
+            "no device key and no EDGEBENCH_ENROLLMENT_TOKEN: waiting up to "
+            f"{LOCAL_TOKEN_WAIT_S:.0f} s for a local controller's enrollment token in {settings.home}"
+        )
+    deadline = time.monotonic() + LOCAL_TOKEN_WAIT_S
+    while not token and time.monotonic() < deadline:
+        time.sleep(0.5)
+        token = settings.local_enrollment_token()
+    return token
+
+
 @app.command("start")
 def start(
     name: Optional[str] = typer.Option(None, help="Device name (default: host name)."),
@@ -62,10 +87,23 @@ def start(
     from pydantic import ValidationError
 
     work_dir = settings.trial_dir() / device
+    from agents.contract.signing import TokenError
+    from agents.credentials import CredentialsError
+
     try:
         agent = Agent(
-            device, url, work_dir, tags=tag_list, facts=facts, heartbeat_s=settings.heartbeat_s
+            device,
+            url,
+            work_dir,
+            tags=tag_list,
+            facts=facts,
+            heartbeat_s=settings.heartbeat_s,
+            enrollment_token=settings.enrollment_token,
+            local_token=_local_token(settings, work_dir),
         )
+    except (CredentialsError, TokenError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
     except ValidationError as exc:
         problem = exc.errors()[0]
         where = ".".join(str(p) for p in problem["loc"])

@@ -8,7 +8,7 @@ from typing import Optional
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from agents.contract import read_embedded_broker_url
+from agents.contract import LOCAL_ENROLLMENT_TOKEN_FILE, read_embedded_broker_url
 
 # Written by the controller's artifact server (orchestrator.artifacts.http_server), mode 0600.
 ARTIFACT_TOKEN_FILE = "artifact_token"
@@ -28,6 +28,8 @@ class AgentSettings(BaseSettings):
     artifact_cache_bytes: int = Field(2 * 1024**3, ge=0)
     # The controller's artifact token; on the controller's machine, read from its record.
     artifact_token: Optional[str] = None
+    # A one-time token from `edgebench devices token create`; used once, for the device key.
+    enrollment_token: Optional[str] = None
 
     def resolved_broker_url(self) -> str:
         url = self.broker_url or read_embedded_broker_url(self.home)
@@ -50,5 +52,12 @@ class AgentSettings(BaseSettings):
             return self.artifact_token
         try:
             return (self.home / ARTIFACT_TOKEN_FILE).read_text().strip() or None
+        except OSError:
+            return None
+
+    def local_enrollment_token(self) -> Optional[str]:
+        """The token a controller on this machine records for its local agents."""
+        try:
+            return (self.home / LOCAL_ENROLLMENT_TOKEN_FILE).read_text().strip() or None
         except OSError:
             return None

@@ -2,7 +2,9 @@
 
 Each trial runs in a fresh ``python -m agents.runner`` process. Results go to the
 control queue through a small on-disk outbox, so a result measured just before the
-agent was killed is still delivered when it comes back.
+agent was killed is still delivered when it comes back. Every message is signed with the
+device key (agents.credentials); a result is signed once, when it enters the outbox, so a
+redelivery is byte-for-byte the message the controller may already have.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 from celery import Celery
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from agents import __version__
+from agents import __version__, credentials
 from agents.contract import (
     CONTROL_QUEUE,
     INGEST_TASK,
@@ -39,6 +41,7 @@ from agents.contract import (
     envelope,
     parse,
 )
+from agents.contract.signing import sign, verify
 
 log = logging.getLogger("edgebench.agent")
 
@@ -74,6 +77,8 @@ class Agent:
         tags: Optional[List[str]] = None,
         facts: Optional[Dict[str, Any]] = None,
         heartbeat_s: float = 3.0,
+        enrollment_token: Optional[str] = None,
+        local_token: Optional[str] = None,
     ) -> None:
         self.name = name
         self.tags = tags or []
@@ -83,6 +88,7 @@ class Agent:
         self.work_dir = Path(work_dir)
         self.outbox = self.work_dir / "outbox"
         self.outbox.mkdir(parents=True, exist_ok=True)
+        self.credentials = credentials.resolve(self.work_dir, name, enrollment_token, local_token)
         self.app = celery_app(broker_url, name)
         self.current: Optional[TrialSpec] = None
         self._done: Set[Tuple[str, int]] = set()
@@ -97,13 +103,20 @@ class Agent:
             tags=self.tags,
             facts=self.facts,
             sent_at=0.0,
+            enrollment_token=self.credentials.token_id,
         )
 
     # -- messages -------------------------------------------------------------------
+    def signed(self, message: Any) -> Dict[str, Any]:
+        return sign(envelope(message), self.credentials.key)
+
     def send(self, message: Any) -> None:
+        self.send_wire(self.signed(message))
+
+    def send_wire(self, wire: Dict[str, Any]) -> None:
         self.app.send_task(
             INGEST_TASK,
-            args=[envelope(message)],
+            args=[wire],
             queue=CONTROL_QUEUE,
             retry=True,
             retry_policy=SEND_RETRY,
@@ -125,16 +138,18 @@ class Agent:
         )
 
     def flush_outbox(self) -> None:
-        """Send every stored result; each file is removed only once it was sent."""
+        """Send every stored result as it was signed; each file is removed once it was sent.
+        One signed with an earlier key (before a re-enrollment) is signed again now."""
         with self._outbox_lock:
             for path in sorted(self.outbox.glob("*.json")):
                 try:
-                    message = parse(json.loads(path.read_text()))
+                    wire = json.loads(path.read_text())
+                    message = parse(wire)
                 except (OSError, ValueError, ContractError) as exc:
                     log.error("dropping unreadable outbox file %s: %s", path, exc)
                     path.unlink(missing_ok=True)
                     continue
-                self.send(message)
+                self.send_wire(wire if verify(wire, self.credentials.key) else self.signed(message))
                 path.unlink()
 
     def _heartbeat_loop(self) -> None:
@@ -191,7 +206,7 @@ class Agent:
                 sent_at=time.time(),
                 **outcome,
             )
-            wire = json.dumps(envelope(result))
+            wire = json.dumps(self.signed(result))
             if len(wire) > MAX_MESSAGE_BYTES:  # the controller would refuse it: say why instead
                 result = result.model_copy(
                     update={
@@ -202,7 +217,7 @@ class Agent:
                         "byte message limit; lower policy.max_queries",
                     }
                 )
-                wire = json.dumps(envelope(result))
+                wire = json.dumps(self.signed(result))
             path = self.outbox / f"{spec.trial_id}-{spec.attempt}.json"
             tmp = path.with_suffix(".tmp")
             tmp.write_text(wire)

@@ -1,11 +1,14 @@
 """Turns messages from the control queue into store changes. Idempotent; never crashes.
 
-A malformed or unknown-version message is logged with its reason and dropped. A
-database error is raised as TransientStoreError so the task is retried later.
+A malformed or unknown-version message is logged with its reason and dropped. Every
+agent message must be signed by its device (orchestrator.authentication); one refused for
+a security reason is logged, dropped and counted in rejected_messages. A database error is
+raised as TransientStoreError so the task is retried later.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -20,8 +23,9 @@ from agents.contract import (
     TrialStarted,
     parse,
 )
+from orchestrator.authentication import authenticate
 from orchestrator.store import repository
-from orchestrator.store.repository import StoreError
+from orchestrator.store.repository import Rejected, StoreError
 
 log = logging.getLogger("edgebench.ingest")
 
@@ -37,9 +41,13 @@ def handle(sessions: sessionmaker[Session], raw: Any) -> str:
     except ContractError as exc:
         log.warning("rejected message: %s", exc)
         return "rejected"
+    wire = raw if isinstance(raw, dict) else json.loads(raw)
     try:
         with sessions.begin() as session:
-            outcome = _apply(session, message)
+            outcome = _apply(session, message, authenticate(session, wire, message))
+    except Rejected as exc:
+        _count(sessions, message, wire, exc)
+        return "rejected"
     except StoreError as exc:
         log.warning("refused %s: %s", type(message).__name__, exc)
         return "refused"
@@ -57,7 +65,19 @@ def handle(sessions: sessionmaker[Session], raw: Any) -> str:
     return outcome
 
 
-def _apply(session: Session, message: Any) -> str:
+def _count(sessions: sessionmaker[Session], message: Any, wire: dict, exc: Rejected) -> None:
+    """Log a refused message and count it, in a transaction of its own."""
+    log.warning("rejected %s (%s): %s", wire.get("kind"), exc.reason, exc)
+    try:
+        with sessions.begin() as session:
+            repository.record_rejection(
+                session, getattr(message, "device", None), wire.get("kind"), exc.reason, str(exc)
+            )
+    except OperationalError as error:
+        raise TransientStoreError(str(error).splitlines()[0]) from error
+
+
+def _apply(session: Session, message: Any, signature: str) -> str:
     if isinstance(message, Registration):
         device = repository.register_device(session, message)
         return f"registered {device.name}"
@@ -67,5 +87,5 @@ def _apply(session: Session, message: Any) -> str:
     if isinstance(message, TrialStarted):
         return repository.record_started(session, message)
     if isinstance(message, TrialResult):
-        return repository.record_result(session, message)
+        return repository.record_result(session, message, signature)
     raise StoreError(f"{type(message).__name__} is not a control message")

@@ -11,7 +11,7 @@ from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
 from agents.contract import INGEST_TASK
-from orchestrator import ingest, scheduler
+from orchestrator import enrollment, ingest, scheduler
 from orchestrator.artifacts import http_server
 from orchestrator.controller_lease import ControllerLease
 from orchestrator.settings import Settings
@@ -124,6 +124,13 @@ def run(settings: Settings, broker_url: str, loglevel: str = "INFO") -> None:
         lease.release()
         raise
     sessions = session_factory(url)
+    try:
+        enrollment.record_local_token(sessions, settings.home)
+    except Exception:
+        if artifacts is not None:
+            artifacts.stop()
+        lease.release()
+        raise
     app = control_app(broker_url)
     wake, stop = threading.Event(), threading.Event()
     register_ingest(app, sessions, wake)
@@ -162,4 +169,8 @@ def run(settings: Settings, broker_url: str, loglevel: str = "INFO") -> None:
         if artifacts is not None:
             artifacts.stop()
             http_server.forget(settings.home)
+        try:
+            enrollment.forget_local_token(sessions, settings.home)
+        except Exception:  # the store went away: the next start replaces the token anyway
+            log.warning("could not revoke the local enrollment token", exc_info=True)
         lease.release()

@@ -1,6 +1,7 @@
 """Versioned, JSON-safe messages exchanged by the orchestrator and the agents.
 
-Every message is an envelope ``{"schema": N, "kind": K, "body": {...}}``. A message
+Every message is an envelope ``{"schema": N, "kind": K, "body": {...}}``; an agent's
+messages also carry a ``signature`` (see agents.contract.signing). A message
 with another schema version, an unknown kind or a malformed body is rejected with a
 ``ContractError`` that names the problem; callers log it and drop the message.
 This module is shared by both sides, so it stays stdlib + pydantic and Python 3.9 safe.
@@ -15,7 +16,9 @@ from typing import Annotated, Any, Dict, List, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-SCHEMA_VERSION = 3
+# 4: agent messages carry a signature (agents.contract.signing); registrations may name
+# the enrollment token their device key came from.
+SCHEMA_VERSION = 4
 
 CONTROL_QUEUE = "edgebench.control"
 INGEST_TASK = "edgebench.ingest"
@@ -182,6 +185,8 @@ class Registration(_Message):
     tags: List[Tag] = Field(default=[], max_length=32)
     facts: HostFacts = HostFacts()
     sent_at: float
+    # The public id of the enrollment token the signing key was derived from (signing.py).
+    enrollment_token: Optional[str] = Field(None, pattern=r"^[0-9a-f]{16}$")
 
     @field_validator("device")
     @classmethod
@@ -325,6 +330,9 @@ def broker_ssl_options(url: str) -> Optional[Dict[str, Any]]:
 
     return {"ssl_cert_reqs": ssl.CERT_REQUIRED}
 
+
+# The controller's enrollment token for agents on its own machine (0600, in EDGEBENCH_HOME).
+LOCAL_ENROLLMENT_TOKEN_FILE = "enrollment_token"
 
 # The embedded broker's discovery file: written by `edgebench server`/`quickstart`,
 # read by every command on the same machine so that none needs a broker flag.

@@ -1,4 +1,4 @@
-"""`edgebench devices list|show|retire|provision|deprovision|upgrade|logs`."""
+"""`edgebench devices list|show|retire|provision|deprovision|upgrade|logs|token`."""
 
 from __future__ import annotations
 
@@ -57,6 +57,16 @@ def show(name: str) -> None:
     settings = Settings()
     with open_sessions(settings)() as session:
         detail = queries.device_detail(session, name, settings.offline_after_s)
+        if detail is not None:
+            from orchestrator.store import repository
+
+            credential = repository.active_credential(session, name)
+            detail["credentials"] = (
+                f"key from token {credential.token_id}, since {credential.created_at}"
+                if credential
+                else "none (revoked or never enrolled)"
+            )
+            detail["rejected_messages"] = repository.rejection_counts(session, name)
     if detail is None:
         fail(f"no device named {name}")
     console.print_json(json.dumps(detail, default=str))
@@ -64,7 +74,7 @@ def show(name: str) -> None:
 
 @app.command("retire")
 def retire(name: str) -> None:
-    """Take a device out of the fleet; its unfinished trials are cancelled."""
+    """Take a device out of the fleet: its key is revoked, its unfinished trials cancelled."""
     from orchestrator.store import repository
 
     with open_sessions().begin() as session:
@@ -73,6 +83,75 @@ def retire(name: str) -> None:
         except repository.StoreError as exc:
             fail(str(exc))
     console.print(f"retired {name}")
+
+
+# -- enrollment tokens (orchestrator/enrollment.py, docs/SECURITY.md) ------------------
+
+token_app = typer.Typer(help="Enrollment tokens: how a new device gets its key.")
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("create")
+def token_create(
+    expires: str = typer.Option(
+        "24h", help="How long the token may be used: e.g. 30m, 24h, 7d (0 not allowed)."
+    ),
+    name_pattern: Optional[str] = typer.Option(
+        None, help="Only device names matching this pattern (fnmatch, e.g. 'pi4-*')."
+    ),
+) -> None:
+    """Print a one-time token: an agent started with EDGEBENCH_ENROLLMENT_TOKEN=<it> enrolls."""
+    from orchestrator import enrollment
+
+    try:
+        expires_in = enrollment.parse_duration(expires)
+    except ValueError as exc:
+        fail(str(exc))
+    if name_pattern is not None and not name_pattern.strip():
+        fail("--name-pattern is empty")
+    with open_sessions().begin() as session:
+        token, expires_at = enrollment.create_token(session, expires_in, name_pattern)
+    # The token alone on stdout (for scripts); what it is for on stderr.
+    print(token)
+    typer.echo(
+        f"one-time enrollment token, valid until {expires_at:%Y-%m-%d %H:%M:%S} UTC"
+        + (f" for names matching {name_pattern!r}" if name_pattern else "")
+        + ": start the agent with EDGEBENCH_ENROLLMENT_TOKEN set to it",
+        err=True,
+    )
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """Enrollment tokens (ids only; the secrets are not kept) and whether they were used."""
+    from orchestrator.store import repository
+    from orchestrator.store.models import utcnow
+    from orchestrator.store.repository import as_utc
+
+    with open_sessions()() as session:
+        tokens = repository.list_tokens(session)
+        now = utcnow()
+        table = Table("id", "created", "expires", "names", "state")
+        for token in tokens:
+            expires = as_utc(token.expires_at)
+            if token.revoked_at:
+                state = "revoked"
+            elif token.local:
+                state = "local (this controller's agents)"
+            elif token.used_at:
+                state = f"used by {token.used_by}"
+            elif expires and expires <= now:
+                state = "expired"
+            else:
+                state = "unused"
+            table.add_row(
+                token.id,
+                f"{as_utc(token.created_at):%Y-%m-%d %H:%M}",
+                f"{expires:%Y-%m-%d %H:%M}" if expires else "never",
+                token.name_pattern or "any",
+                state,
+            )
+    console.print(table)
 
 
 # -- provisioning over SSH (orchestrator/provisioning) ---------------------------------
@@ -107,9 +186,18 @@ def _run_options(
         agent_env["EDGEBENCH_ARTIFACT_TOKEN"] = controller_token(
             settings.home, settings.artifact_token
         )
+    sessions = open_sessions(settings)
+
+    def enrollment_token(name: str) -> str:
+        from orchestrator.enrollment import PROVISIONING_EXPIRY, token_for_device
+
+        with sessions.begin() as session:
+            return token_for_device(session, name, PROVISIONING_EXPIRY)
+
     return RunOptions(
         home=settings.home,
-        sessions=open_sessions(settings),
+        sessions=sessions,
+        enrollment_token=enrollment_token,
         wheelhouse=Wheelhouse(settings.resolved_wheelhouse_dir()),
         controller_broker_url=settings.resolved_broker_url(),
         agent_broker_url=broker_url or settings.agent_broker_url,

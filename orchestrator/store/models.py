@@ -66,6 +66,54 @@ class Device(Base):
     current_trial: Mapped[Optional[str]] = mapped_column(String(40))
     # The agent's own clock at its latest registration: a delayed, older one is refused.
     registration_sent_at: Mapped[Optional[float]] = mapped_column(Float)
+    # The agent's clock at the newest heartbeat taken: an older one is a replay (SECURITY.md).
+    heartbeat_sent_at: Mapped[Optional[float]] = mapped_column(Float)
+
+
+class EnrollmentToken(Base):
+    """A token that turns into a device key at registration (docs/SECURITY.md). Only the
+    hash of its secret is kept; ``id`` is its public part."""
+
+    __tablename__ = "enrollment_tokens"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    # fnmatch pattern the device name must match (None: any name).
+    name_pattern: Mapped[Optional[str]] = mapped_column(String(128))
+    # The controller's own token for agents on its machine: used any number of times.
+    local: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    used_by: Mapped[Optional[str]] = mapped_column(String(64))
+    revoked_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+
+
+class DeviceCredential(Base):
+    """A device's signing key. One unrevoked row per device at most; retiring revokes it."""
+
+    __tablename__ = "device_credentials"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"), index=True)
+    token_id: Mapped[str] = mapped_column(ForeignKey("enrollment_tokens.id"))
+    key: Mapped[str] = mapped_column(String(64))  # hex; HMAC needs the key itself
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+
+
+class RejectedMessage(Base):
+    """A message ingest refused for a security reason (unsigned, bad signature, not
+    assigned, replay...), kept so that `devices show` can count them."""
+
+    __tablename__ = "rejected_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device: Mapped[Optional[str]] = mapped_column(String(64), index=True)  # as the message claims
+    kind: Mapped[Optional[str]] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class ModelCard(Base):
@@ -168,6 +216,9 @@ class Trial(Base):
     state: Mapped[str] = mapped_column(String(16), default=PENDING)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     boot_id: Mapped[Optional[str]] = mapped_column(String(64))
+    # The signature of the result message that finished the trial: the same one again is a
+    # redelivery, another one a replay.
+    result_signature: Mapped[Optional[str]] = mapped_column(String(64))
     error: Mapped[Optional[str]] = mapped_column(Text)
     note: Mapped[Optional[str]] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -22,8 +22,11 @@ from orchestrator.store.models import (
     TERMINAL,
     Campaign,
     Device,
+    DeviceCredential,
+    EnrollmentToken,
     Model,
     ModelCard,
+    RejectedMessage,
     Result,
     ResultSamples,
     Trial,
@@ -53,12 +56,15 @@ def register_device(session: Session, message: Registration) -> Device:
     device = session.scalar(select(Device).where(Device.name == message.device))
     if device is not None and device.retired:
         raise StoreError(f"device {message.device} is retired; registration refused")
-    if device is not None and device.boot_id != message.boot_id:
-        newer = device.registration_sent_at
-        if newer is not None and message.sent_at < newer:
-            raise StoreError(
-                f"registration of {message.device} from an earlier agent process arrived late; ignored"
-            )
+    newer = device.registration_sent_at if device is not None else None
+    if newer is not None and message.sent_at < newer:
+        # An older registration (of an earlier agent process, or this one's replayed) would
+        # point the device back at a process that no longer runs.
+        raise Rejected(
+            "replay",
+            f"registration of {message.device} sent at {message.sent_at:.3f}, before the one "
+            f"taken ({newer:.3f}); ignored",
+        )
     if device is None:
         device = Device(name=message.device)
         session.add(device)
@@ -67,6 +73,8 @@ def register_device(session: Session, message: Registration) -> Device:
     device.tags = list(message.tags)
     device.facts = message.facts.model_dump(mode="json")
     device.agent_version = message.agent_version
+    if device.boot_id != message.boot_id:
+        device.heartbeat_sent_at = None
     device.boot_id = message.boot_id
     device.last_heartbeat_at = utcnow()
     device.current_trial = None
@@ -81,6 +89,16 @@ def record_heartbeat(session: Session, message: Heartbeat) -> Device:
     if device.boot_id != message.boot_id:
         # A heartbeat that arrives after a new registration of the same device is stale.
         raise StoreError(f"heartbeat from an old agent process of {message.device}; ignored")
+    newest = max(device.heartbeat_sent_at or 0.0, device.registration_sent_at or 0.0)
+    if message.sent_at == device.heartbeat_sent_at:
+        return device  # the same heartbeat delivered again
+    if message.sent_at < newest:
+        raise Rejected(
+            "replay",
+            f"heartbeat of {message.device} sent at {message.sent_at:.3f}, before the newest "
+            f"taken ({newest:.3f})",
+        )
+    device.heartbeat_sent_at = message.sent_at
     device.last_heartbeat_at = utcnow()
     device.current_trial = message.current_trial
     return device
@@ -91,6 +109,7 @@ def retire_device(session: Session, name: str) -> Device:
     if device is None:
         raise StoreError(f"no device named {name}")
     device.retired = True
+    revoke_credentials(session, device)
     now = utcnow()
     touched = set()
     for trial in session.scalars(
@@ -242,27 +261,41 @@ def requeue(session: Session, trial: Trial, note: str) -> None:
 def record_started(session: Session, message: TrialStarted) -> str:
     trial = session.get(Trial, message.trial_id, with_for_update=True)
     if trial is None:
-        raise StoreError(f"start of unknown trial {message.trial_id}")
+        raise Rejected("not_assigned", f"start of unknown trial {message.trial_id}")
     if trial.device.name != message.device:
-        raise StoreError(f"trial {trial.id} is not assigned to {message.device}")
+        raise Rejected("not_assigned", f"trial {trial.id} is not assigned to {message.device}")
     if trial.state in TERMINAL or message.attempt != trial.attempt:
         return "stale"
     trial.state, trial.started_at, trial.boot_id = RUNNING, utcnow(), message.boot_id
     return "running"
 
 
-def record_result(session: Session, message: TrialResult) -> str:
-    """Store a result once. Returns what happened: stored, failed, duplicate or ignored."""
+def record_result(session: Session, message: TrialResult, signature: str | None = None) -> str:
+    """Store a result once. Returns what happened: stored, failed, duplicate or ignored.
+
+    `signature` is the message's; once a result finished the trial, the same signature again
+    is a redelivery (duplicate) and another one for that attempt a replay (Rejected)."""
     # Row lock: a concurrent cancel or dispatch waits, and we see its outcome (PostgreSQL).
     trial = session.get(Trial, message.trial_id, with_for_update=True)
     if trial is None:
-        raise StoreError(f"result for unknown trial {message.trial_id}")
+        raise Rejected("not_assigned", f"result for unknown trial {message.trial_id}")
     if trial.device.name != message.device:
-        raise StoreError(
-            f"result for trial {trial.id} from {message.device}, assigned to {trial.device.name}"
+        raise Rejected(
+            "not_assigned",
+            f"result for trial {trial.id} from {message.device}, assigned to {trial.device.name}",
         )
     if message.attempt < 1 or message.attempt > trial.attempt:
-        raise StoreError(f"result for attempt {message.attempt} of trial {trial.id}, never sent")
+        raise Rejected(
+            "not_assigned", f"result for attempt {message.attempt} of trial {trial.id}, never sent"
+        )
+    if trial.result_signature is not None and signature is not None:
+        finished = trial.result.attempt if trial.result is not None else trial.attempt
+        if signature != trial.result_signature and message.attempt == finished:
+            raise Rejected(
+                "replay",
+                f"a different result for trial {trial.id} attempt {message.attempt}, "
+                "which already has one",
+            )
     if message.attempt == trial.attempt and trial.boot_id and message.boot_id != trial.boot_id:
         raise StoreError(
             f"result for trial {trial.id} from agent process {message.boot_id[:8]}, "
@@ -277,6 +310,7 @@ def record_result(session: Session, message: TrialResult) -> str:
         return f"ignored ({trial.state})"
     now = utcnow()
     trial.finished_at = now
+    trial.result_signature = signature
     if message.status == "failed" or message.summary is None:
         trial.state = FAILED
         trial.error = message.error or "the agent reported a failure without a reason"
@@ -341,3 +375,116 @@ def next_pending(session: Session, device_id: int) -> Trial | None:
 def is_online(device: Device, now: datetime, offline_after_s: float) -> bool:
     seen = as_utc(device.last_heartbeat_at)
     return bool(seen and not device.retired and now - seen <= timedelta(seconds=offline_after_s))
+
+
+# -- credentials (docs/SECURITY.md) --------------------------------------------------
+
+
+class Rejected(StoreError):
+    """A message refused for a security reason; counted in rejected_messages.
+
+    ``reason`` is one of: unsigned, bad_signature, unknown_device, revoked,
+    enrollment_refused, not_assigned, replay."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+def add_token(
+    session: Session,
+    token_id: str,
+    secret_hash: str,
+    *,
+    expires_at: datetime | None = None,
+    name_pattern: str | None = None,
+    local: bool = False,
+) -> EnrollmentToken:
+    token = EnrollmentToken(
+        id=token_id,
+        secret_hash=secret_hash,
+        expires_at=expires_at,
+        name_pattern=name_pattern,
+        local=local,
+    )
+    session.add(token)
+    session.flush()
+    return token
+
+
+def list_tokens(session: Session) -> list[EnrollmentToken]:
+    return list(session.scalars(select(EnrollmentToken).order_by(EnrollmentToken.created_at)))
+
+
+def revoke_local_tokens(session: Session) -> None:
+    """A starting controller replaces its local token; keys derived from it stay valid."""
+    session.execute(
+        update(EnrollmentToken)
+        .where(EnrollmentToken.local.is_(True), EnrollmentToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+
+
+def active_credential(session: Session, device_name: str) -> DeviceCredential | None:
+    return session.scalar(
+        select(DeviceCredential)
+        .join(Device, Device.id == DeviceCredential.device_id)
+        .where(Device.name == device_name, DeviceCredential.revoked_at.is_(None))
+    )
+
+
+def had_credentials(session: Session, device_name: str) -> bool:
+    found = session.scalar(
+        select(func.count())
+        .select_from(DeviceCredential)
+        .join(Device, Device.id == DeviceCredential.device_id)
+        .where(Device.name == device_name)
+    )
+    return bool(found)
+
+
+def enroll(session: Session, token: EnrollmentToken, device_name: str, key: bytes) -> None:
+    """Give `device_name` the key derived from `token`, replacing any key it had; the token
+    is spent unless it is the controller's local one."""
+    device = session.scalar(select(Device).where(Device.name == device_name))
+    if device is None:  # the registration that enrolls it fills in the rest
+        device = Device(name=device_name, device_class="unknown")
+        session.add(device)
+        session.flush()
+    revoke_credentials(session, device)
+    now = utcnow()
+    session.add(DeviceCredential(device_id=device.id, token_id=token.id, key=key.hex()))
+    if not token.local:
+        token.used_at, token.used_by = now, device_name
+    session.flush()
+
+
+def revoke_credentials(session: Session, device: Device) -> int:
+    result = session.execute(
+        update(DeviceCredential)
+        .where(DeviceCredential.device_id == device.id, DeviceCredential.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    return result.rowcount
+
+
+def record_rejection(
+    session: Session, device: str | None, kind: str | None, reason: str, detail: str
+) -> None:
+    session.add(
+        RejectedMessage(
+            device=(device or None) and device[:64],
+            kind=kind and kind[:32],
+            reason=reason,
+            detail=detail[:2000],
+        )
+    )
+
+
+def rejection_counts(session: Session, device: str) -> dict[str, int]:
+    rows = session.execute(
+        select(RejectedMessage.reason, func.count())
+        .where(RejectedMessage.device == device)
+        .group_by(RejectedMessage.reason)
+    )
+    return {reason: count for reason, count in rows}

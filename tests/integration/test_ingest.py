@@ -15,8 +15,9 @@ from agents.contract import (
     Registration,
     TrialResult,
     TrialStarted,
-    envelope,
 )
+from agents.contract import envelope as unsigned_envelope
+from agents.contract.signing import device_key, new_token, sign
 from agents.contract.statistics import summarize_ns
 from orchestrator import ingest, planning
 from orchestrator.artifacts.registry import build_and_register
@@ -25,15 +26,31 @@ from orchestrator.store import repository
 from orchestrator.store.models import Campaign, Device, Result, ResultSamples, Trial
 from orchestrator.store.session import session_factory
 
+# Every agent message is signed: devices here enroll with one reusable token (see `world`).
+TOKEN = {}
+
+
+def envelope(message) -> dict:  # noqa: ANN001
+    """The envelope as the device's agent sends it: signed with its key."""
+    return sign(unsigned_envelope(message), device_key(TOKEN["hash"], message.device))
+
+
 FACTS = {
     "device_class": "x86_64-cpu",
     "runtimes": [{"name": "onnxruntime", "version": "1.0", "devices": ["CPU"]}],
 }
 
 
-def registration(name: str, boot: str) -> dict:
+def registration(name: str, boot: str, sent_at: float | None = None) -> dict:
     return envelope(
-        Registration(device=name, boot_id=boot, agent_version="t", facts=FACTS, sent_at=time.time())
+        Registration(
+            device=name,
+            boot_id=boot,
+            agent_version="t",
+            facts=FACTS,
+            sent_at=time.time() if sent_at is None else sent_at,
+            enrollment_token=TOKEN["id"],
+        )
     )
 
 
@@ -41,6 +58,9 @@ def registration(name: str, boot: str) -> dict:
 def world(store_url, tmp_path):
     """Two registered devices, the built-in models, and a campaign of 4 trials on `dev-a`."""
     sessions = session_factory(store_url)
+    _, TOKEN["id"], TOKEN["hash"] = new_token()
+    with sessions.begin() as session:
+        repository.add_token(session, TOKEN["id"], TOKEN["hash"], local=True)
     assert ingest.handle(sessions, registration("dev-a", "boot-a")) == "registered dev-a"
     assert ingest.handle(sessions, registration("dev-b", "boot-b")) == "registered dev-b"
     with sessions.begin() as session:
@@ -149,14 +169,14 @@ def test_results_for_unknown_unsent_or_foreign_trials_are_refused(world):
     bogus = result("e" * 32, 1)
     bogus["body"]["trial_id"] = "no-such-trial"
     assert ingest.handle(sessions, bogus) == "rejected"  # not a trial id
-    assert ingest.handle(sessions, result("e" * 32, 1)) == "refused"  # no such trial
+    assert ingest.handle(sessions, result("e" * 32, 1)) == "rejected"  # no such trial
     with sessions() as session:
         pending = session.scalars(select(Trial).where(Trial.campaign_id == campaign_id)).first()
-    assert ingest.handle(sessions, result(pending.id, 1)) == "refused"  # never sent
+    assert ingest.handle(sessions, result(pending.id, 1)) == "rejected"  # never sent
     trial_id, attempt = dispatch_one(sessions, campaign_id)
     assert (
         ingest.handle(sessions, result(trial_id, attempt, device="dev-b", boot="boot-b"))
-        == "refused"
+        == "rejected"
     )
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Result)) == 0
@@ -200,10 +220,9 @@ def test_retired_device_cannot_register_again(world):
 def test_a_late_registration_from_an_earlier_agent_process_is_refused(world):
     sessions, _ = world
     newer = registration("dev-a", "boot-new")
-    older = registration("dev-a", "boot-old")
-    older["body"]["sent_at"] = newer["body"]["sent_at"] - 30
+    older = registration("dev-a", "boot-old", sent_at=newer["body"]["sent_at"] - 30)
     assert ingest.handle(sessions, newer) == "registered dev-a"
-    assert ingest.handle(sessions, older) == "refused"
+    assert ingest.handle(sessions, older) == "rejected"  # a replay (docs/SECURITY.md)
     with sessions() as session:
         assert session.scalar(select(Device).where(Device.name == "dev-a")).boot_id == "boot-new"
 

@@ -125,7 +125,7 @@ def test_every_kind_has_a_test_message():
 def test_envelope_round_trip(kind):
     message = MESSAGES[kind]()
     wire = envelope(message)
-    assert wire["schema"] == SCHEMA_VERSION == 3
+    assert wire["schema"] == SCHEMA_VERSION == 4
     assert wire["kind"] == kind
     assert set(wire) == {"schema", "kind", "body"}
     # a plain dict, through JSON text and through bytes: the same message each time
@@ -143,7 +143,7 @@ def test_envelope_body_is_json_safe():
     assert wire["body"]["inputs"] == [{"name": "input", "shape": [None, 64], "dtype": "float32"}]
 
 
-@pytest.mark.parametrize("schema", [0, 1, 2, 4, "3", None, 3.5])
+@pytest.mark.parametrize("schema", [0, 1, 2, 3, "4", None, 4.5])
 def test_other_schema_version_is_rejected(schema):
     wire = envelope(heartbeat())
     wire["schema"] = schema
