@@ -5,7 +5,9 @@
 
 The store is always a scratch one this script creates: a SQLite file in a temporary folder,
 or a new database `edgebench_bench_<random>` on the PostgreSQL server of --postgres-admin,
-dropped at the end. It never opens EDGEBENCH_DATABASE_URL or a user's store. The rows are
+dropped at the end (kept with --keep, for EXPLAIN ANALYZE; --reuse URL times a kept one
+again without seeding; drop it yourself afterwards). It never opens EDGEBENCH_DATABASE_URL
+or a user's store. The rows are
 synthetic (bulk-inserted, deterministic): 40 devices, 4 model families × 3 input sizes ×
 fp32/int8, 3 runtimes, batch 1/8/32, campaigns of 2,000 trials, 5 % failed; every result
 carries a conditions snapshot like a real one; 1,000 results keep 1,000 samples and one
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import statistics
 import tempfile
 import time
@@ -253,9 +256,18 @@ def seed(url: str, trials: int) -> dict[str, Any]:
             insert(ResultSamples),
             [{"result_id": 1, "samples_ns": [1_000_000 + k % 97 * 1000 for k in range(100_000)]}],
         )
-        connection.exec_driver_sql("ANALYZE")  # planner statistics, as a live store has
+    # Planner statistics, and on PostgreSQL the visibility map that index-only scans need:
+    # what autovacuum gives a live store after inserts (VACUUM runs outside a transaction).
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql("ANALYZE" if url.startswith("sqlite") else "VACUUM ANALYZE")
+    return bench_ids(url)
+
+
+def bench_ids(url: str) -> dict[str, Any]:
+    """The ids seed() returned, read back from a kept scratch store."""
+    with engine_for(url).connect() as connection:
         first = connection.execute(
-            select(Trial.id, Trial.campaign_id, Trial.model_id, Trial.batch_size)
+            select(Trial.id, Trial.campaign_id, Trial.batch_size)
             .join(Result, Result.trial_id == Trial.id)
             .where(Result.id == 1)
         ).one()
@@ -370,24 +382,46 @@ def main() -> None:
         help="a server where this script may create (and then drops) a scratch database",
     )
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the scratch store and print its URL"
+    )
+    parser.add_argument(
+        "--reuse",
+        metavar="URL",
+        help="time a store an earlier --keep run left (migrated to head first), no seeding",
+    )
     args = parser.parse_args()
+    if args.reuse and "bench" not in args.reuse.rsplit("/", 1)[-1]:
+        parser.error(f"--reuse takes a scratch store this script kept, not {args.reuse!r}")
 
-    with tempfile.TemporaryDirectory(prefix="edgebench-bench-") as folder:
-        if args.store == "sqlite":
-            url, cleanup = f"sqlite:///{Path(folder) / 'bench.db'}", lambda: None
+    if args.reuse:
+        url, cleanup = args.reuse, lambda: None
+    elif args.store == "sqlite":
+        folder = tempfile.mkdtemp(prefix="edgebench-bench-")
+        url = f"sqlite:///{Path(folder) / 'bench.db'}"
+
+        def cleanup() -> None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    else:
+        url, cleanup = scratch_postgres(args.postgres_admin)
+    try:
+        migrate.upgrade(url)
+        print(f"scratch store: {url}")
+        if args.reuse:
+            ids = bench_ids(url)
         else:
-            url, cleanup = scratch_postgres(args.postgres_admin)
-        try:
-            migrate.upgrade(url)
-            print(f"scratch store: {url}")
             started = time.monotonic()
             ids = seed(url, args.trials)
             print(f"seeded {args.trials:,} trials in {time.monotonic() - started:.0f} s")
-            print(f"\n| page | median (s) | slowest of {args.repeat} (s) |\n| --- | --- | --- |")
-            for page, median, slowest in time_pages(url, ids, args.repeat):
-                flag = "" if slowest < 1.0 else "  ← over 1 s"
-                print(f"| {page} | {median:.3f} | {slowest:.3f} |{flag}")
-        finally:
+        print(f"\n| page | median (s) | slowest of {args.repeat} (s) |\n| --- | --- | --- |")
+        for page, median, slowest in time_pages(url, ids, args.repeat):
+            flag = "" if slowest < 1.0 else "  ← over 1 s"
+            print(f"| {page} | {median:.3f} | {slowest:.3f} |{flag}")
+    finally:
+        if args.keep or args.reuse:
+            print(f"kept: {url}")
+        else:
             cleanup()
 
 

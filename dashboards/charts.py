@@ -41,6 +41,32 @@ def grouped_bars(frame: pd.DataFrame, chosen: Metric) -> alt.Chart:
     return bars + span
 
 
+def latency_boxes(frame: pd.DataFrame) -> alt.LayerChart:
+    """One box per device × runtime/precision from the columns of
+    dashboard_queries.latency_boxes: whiskers, the interquartile box, the median tick."""
+    title = "latency per call (ms)"
+    base = alt.Chart(frame).encode(
+        x=alt.X("device:N", title="device", axis=alt.Axis(labelAngle=0, labelLimit=LABEL_LIMIT)),
+        xOffset=alt.XOffset("setup:N"),
+        color=alt.Color("setup:N", title="runtime · precision · ran on", scale=PALETTE),
+        tooltip=[
+            "device",
+            "setup",
+            alt.Tooltip("samples:Q", title="samples"),
+            *(
+                alt.Tooltip(f"{c}_ms:Q", title=f"{c.replace('_', ' ')} (ms)", format=".4g")
+                for c in ("whisker_low", "q1", "median", "q3", "whisker_high")
+            ),
+        ],
+    )
+    whiskers = base.mark_rule(strokeWidth=1.5).encode(
+        y=alt.Y("whisker_low_ms:Q", title=title), y2="whisker_high_ms:Q"
+    )
+    box = base.mark_bar(opacity=0.8).encode(y=alt.Y("q1_ms:Q", title=title), y2="q3_ms:Q")
+    median = base.mark_tick(thickness=2, color=NEUTRAL).encode(y=alt.Y("median_ms:Q", title=title))
+    return alt.layer(whiskers, box, median)
+
+
 def tradeoff_scatter(
     frame: pd.DataFrame, x: str, x_title: str, y: str, y_title: str, log_x: bool = False
 ) -> alt.LayerChart:

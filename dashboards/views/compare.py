@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboards import charts, first_run, model_scope
+from dashboards import charts, first_run, model_scope, store_access
 from orchestrator.store.queries import dashboard as dashboard_queries
 from orchestrator.store.queries.dashboard import METRICS
 
@@ -15,10 +15,16 @@ scope = model_scope.pick()
 if scope is None:
     st.stop()
 
-left, right = st.columns([3, 1])
+left, middle, right = st.columns([3, 1, 1])
 chosen = model_scope.pick_metric("Metric", list(METRICS), "metric", left)
-best_first = right.toggle("Best first", value=True, key="best", bind="query-params")
+best_first = middle.toggle("Best first", value=True, key="best", bind="query-params")
 descending = (chosen.better == "higher") == best_first
+box_plots = right.toggle(
+    "Box plots of samples",
+    key="boxes",
+    bind="query-params",
+    help="Each group's newest trial, from its stored raw latency samples",
+)
 
 rows = scope.result_groups(
     metrics=list(dict.fromkeys([*dashboard_queries.INDEXED_METRICS, chosen.column])),
@@ -32,7 +38,25 @@ if not rows:
 frame = pd.DataFrame(rows)
 frame["setup"] = [model_scope.setup_label(r) for r in rows]
 measured = frame[frame[chosen.column].notna()]
-if measured.empty:
+if box_plots:
+    boxes = store_access.read(dashboard_queries.latency_boxes, list(frame["newest_trial_id"]))
+    drawn = pd.DataFrame(
+        [
+            {**row, **boxes[row["newest_trial_id"]]}
+            for row in frame.to_dict("records")
+            if row["newest_trial_id"] in boxes
+        ]
+    )
+    if drawn.empty:
+        st.info("No trial of this selection kept its raw samples: switch box plots off.")
+    else:
+        st.altair_chart(charts.latency_boxes(drawn), width="stretch")
+        st.caption(
+            "The newest trial of each group, from its raw samples: box from the 25th to the "
+            "75th percentile, tick at the median, whiskers to the furthest sample within 1.5 "
+            "× the box. The table below holds means over all the group's trials."
+        )
+elif measured.empty:
     st.info(
         f"No trial of this selection measured {chosen.label}: pick another metric "
         "(the table below shows what was measured)."

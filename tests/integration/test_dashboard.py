@@ -394,3 +394,26 @@ def test_diff_says_what_differs_and_whether_it_matters(monkeypatch, tmp_path, se
     assert_clean(app)
     assert any(i.value.startswith("no significant difference") for i in app.info)
     assert any(i.value == "Nothing recorded differs between these two trials." for i in app.info)
+
+
+def test_compare_box_plots_from_the_stored_samples(monkeypatch, tmp_path, seeded_sqlite):
+    params = {"model": seed.FAMILY, "variant": "seed_net_224", "precision": "int8"}
+    app = open_page(monkeypatch, seeded_sqlite["url"], tmp_path, "Compare", params)
+    widget(app, "toggle", "Box plots of samples").set_value(True).run()
+    assert_clean(app)
+    ((boxes,),) = chart_frames(app)
+    shown = boxes.set_index("device")
+    # Seeded samples: base + k × base/100 for k = 0..20, so the quartiles are k = 5, 10, 15
+    # and every sample lies within the whiskers.
+    for device in seed.DEVICES:
+        base_ms = seed.tradeoff_expectation(device, "seed_net_224", "int8")["base_ns"] / 1e6
+        row = shown.loc[device]
+        assert row["samples"] == seed.SAMPLES_PER_TRIAL
+        assert row["median_ms"] == pytest.approx(base_ms * 1.10)
+        assert (row["q1_ms"], row["q3_ms"]) == pytest.approx((base_ms * 1.05, base_ms * 1.15))
+        assert (row["whisker_low_ms"], row["whisker_high_ms"]) == pytest.approx(
+            (base_ms, base_ms * 1.2)
+        )
+    assert "latency per call (ms)" in axis_titles(app)
+    # The table under the chart still holds the means of the chosen metric.
+    assert "latency p50 (ms)" in table(app).columns
