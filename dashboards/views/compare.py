@@ -20,7 +20,7 @@ chosen = model_scope.pick_metric("Metric", list(METRICS), "metric", left)
 best_first = middle.toggle("Best first", value=True, key="best", bind="query-params")
 descending = (chosen.better == "higher") == best_first
 box_plots = right.toggle(
-    "Box plots of samples",
+    "Box plots",
     key="boxes",
     bind="query-params",
     help="Each group's newest trial, from its stored raw latency samples",

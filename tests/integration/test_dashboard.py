@@ -399,7 +399,7 @@ def test_diff_says_what_differs_and_whether_it_matters(monkeypatch, tmp_path, se
 def test_compare_box_plots_from_the_stored_samples(monkeypatch, tmp_path, seeded_sqlite):
     params = {"model": seed.FAMILY, "variant": "seed_net_224", "precision": "int8"}
     app = open_page(monkeypatch, seeded_sqlite["url"], tmp_path, "Compare", params)
-    widget(app, "toggle", "Box plots of samples").set_value(True).run()
+    widget(app, "toggle", "Box plots").set_value(True).run()
     assert_clean(app)
     ((boxes,),) = chart_frames(app)
     shown = boxes.set_index("device")
