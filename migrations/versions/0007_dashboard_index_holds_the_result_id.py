@@ -1,4 +1,4 @@
-"""dashboard index holds the result id: PostgreSQL reads the dashboard from the index alone
+"""dashboard index includes the result id on PostgreSQL: it reads the dashboard from the index alone
 
 Revision ID: 0007
 Revises: 0006
@@ -14,8 +14,9 @@ down_revision = "0006"
 branch_labels = None
 depends_on = None
 
-# ix_results_dashboard as migration 0005 made it (frozen here: a migration never imports models).
-BEFORE = [
+# ix_results_dashboard's columns (frozen here: a migration never imports models). SQLite
+# keeps the rowid in every index already; there the index is recreated unchanged.
+COLUMNS = [
     "trial_id",
     "actual_device",
     "p50_ms",
@@ -30,18 +31,19 @@ BEFORE = [
     "fallback",
     "throttled",
 ]
-AFTER = ["trial_id", "id", *BEFORE[1:]]
 
 
-def _recreate(columns: list[str]) -> None:
+def _recreate(include: list[str]) -> None:
     with op.batch_alter_table("results", schema=None) as batch_op:
         batch_op.drop_index("ix_results_dashboard")
-        batch_op.create_index("ix_results_dashboard", columns, unique=False)
+        batch_op.create_index(
+            "ix_results_dashboard", COLUMNS, unique=False, postgresql_include=include
+        )
 
 
 def upgrade() -> None:
-    _recreate(AFTER)
+    _recreate(["id"])
 
 
 def downgrade() -> None:
-    _recreate(BEFORE)
+    _recreate([])

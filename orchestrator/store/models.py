@@ -237,14 +237,14 @@ class Result(Base):
 
     __tablename__ = "results"
     # The dashboard averages these per device × runtime over many trials: an index holding
-    # them spares reading each wide row (environment, placement) (migration 0005). It holds
-    # the id too, which the dashboard counts and takes the newest of: SQLite keeps the rowid
-    # in every index, PostgreSQL read every row's heap page for it (migration 0007).
+    # them spares reading each wide row (environment, placement) (migration 0005). The
+    # dashboard also counts result ids and takes the newest: SQLite keeps the rowid in every
+    # index, PostgreSQL needs it included, or it reads every row's heap page (migration 0007;
+    # as a key column it steered SQLite's planner off this index).
     __table_args__ = (
         Index(
             "ix_results_dashboard",
             "trial_id",
-            "id",
             "actual_device",
             "p50_ms",
             "p90_ms",
@@ -257,6 +257,7 @@ class Result(Base):
             "fidelity_cosine",
             "fallback",
             "throttled",
+            postgresql_include=["id"],
         ),
     )
 
