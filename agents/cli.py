@@ -52,6 +52,11 @@ def start(
         None, envvar="EDGEBENCH_BROKER_URL", help="redis:// or rediss:// URL of the broker."
     ),
     loglevel: str = typer.Option("INFO", help="Log level."),
+    insecure: bool = typer.Option(
+        False,
+        "--insecure",
+        help="Use a broker URL with no password on a host beyond loopback (EDGEBENCH_INSECURE=1).",
+    ),
 ) -> None:
     """Detect this device, register it, and run the trials sent to it."""
     from agents.contract import validate_device_name
@@ -71,9 +76,13 @@ def start(
     settings = AgentSettings()
     if broker_url:
         settings.broker_url = broker_url
+    from agents.contract import broker_rules
+
     try:
         url = settings.resolved_broker_url()
-    except RuntimeError as exc:
+        broker_rules.check_authenticated(url, insecure or settings.insecure)
+        broker_rules.check_tls(url, settings.broker_ca)
+    except RuntimeError as exc:  # BrokerRefused too
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     facts = host.probe()
@@ -100,6 +109,7 @@ def start(
             heartbeat_s=settings.heartbeat_s,
             enrollment_token=settings.enrollment_token,
             local_token=_local_token(settings, work_dir),
+            broker_ca=settings.broker_ca,
         )
     except (CredentialsError, TokenError) as exc:
         console.print(f"[red]error:[/red] {exc}")

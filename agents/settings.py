@@ -19,6 +19,10 @@ class AgentSettings(BaseSettings):
 
     home: Path = Path.home() / ".edgebench"
     broker_url: Optional[str] = None
+    # The CA file that signed a rediss:// broker's certificate (default: the system's CAs).
+    broker_ca: Optional[Path] = None
+    # Accept a broker URL with no password on a host beyond loopback (broker_rules).
+    insecure: bool = False
     heartbeat_s: float = 3.0
     work_dir: Optional[Path] = None
     # A command printing the device's power draw in watts (USB meter, smart plug script).

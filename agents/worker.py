@@ -48,7 +48,7 @@ log = logging.getLogger("edgebench.agent")
 SEND_RETRY = {"max_retries": 5, "interval_start": 0.5, "interval_step": 1.0, "interval_max": 5}
 
 
-def celery_app(broker_url: str, name: str) -> Celery:
+def celery_app(broker_url: str, name: str, broker_ca: Optional[Path] = None) -> Celery:
     app = Celery(f"edgebench-agent-{name}", broker=broker_url, set_as_current=False)
     app.conf.update(
         task_serializer="json",
@@ -63,7 +63,7 @@ def celery_app(broker_url: str, name: str) -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         task_default_queue=agent_queue(name),
-        broker_use_ssl=broker_ssl_options(broker_url),
+        broker_use_ssl=broker_ssl_options(broker_url, broker_ca),
     )
     return app
 
@@ -79,6 +79,7 @@ class Agent:
         heartbeat_s: float = 3.0,
         enrollment_token: Optional[str] = None,
         local_token: Optional[str] = None,
+        broker_ca: Optional[Path] = None,
     ) -> None:
         self.name = name
         self.tags = tags or []
@@ -89,7 +90,7 @@ class Agent:
         self.outbox = self.work_dir / "outbox"
         self.outbox.mkdir(parents=True, exist_ok=True)
         self.credentials = credentials.resolve(self.work_dir, name, enrollment_token, local_token)
-        self.app = celery_app(broker_url, name)
+        self.app = celery_app(broker_url, name, broker_ca)
         self.current: Optional[TrialSpec] = None
         self._done: Set[Tuple[str, int]] = set()
         self._stop = threading.Event()

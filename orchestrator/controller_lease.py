@@ -11,9 +11,12 @@ import os
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Callable
 
 import redis
+
+from agents.contract import broker_ssl_options
 
 LEASE_KEY = "edgebench:controller"
 LEASE_TTL_S = 30
@@ -36,8 +39,9 @@ class LeaseHeld(RuntimeError):
 
 
 class ControllerLease:
-    def __init__(self, broker_url: str) -> None:
-        self.client = redis.Redis.from_url(broker_url, socket_timeout=5)
+    def __init__(self, broker_url: str, broker_ca: Path | None = None) -> None:
+        ssl_options = broker_ssl_options(broker_url, broker_ca) or {}
+        self.client = redis.Redis.from_url(broker_url, socket_timeout=5, **ssl_options)
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
 
     def acquire(self, wait_s: float = LEASE_TTL_S + 5) -> None:

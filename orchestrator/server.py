@@ -116,7 +116,7 @@ def scheduler_loop(
 
 def run(settings: Settings, broker_url: str, loglevel: str = "INFO") -> None:
     url = prepare_database(settings)
-    lease = ControllerLease(broker_url)
+    lease = ControllerLease(broker_url, settings.broker_ca)
     lease.acquire(settings.controller_lease_wait_s)
     try:
         artifacts = start_artifact_server(settings)
@@ -131,7 +131,7 @@ def run(settings: Settings, broker_url: str, loglevel: str = "INFO") -> None:
             artifacts.stop()
         lease.release()
         raise
-    app = control_app(broker_url)
+    app = control_app(broker_url, settings.broker_ca)
     wake, stop = threading.Event(), threading.Event()
     register_ingest(app, sessions, wake)
     thread = threading.Thread(

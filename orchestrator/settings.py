@@ -17,6 +17,10 @@ class Settings(BaseSettings):
 
     home: Path = Path.home() / ".edgebench"
     broker_url: Optional[str] = None
+    # The CA file that signed a rediss:// broker's certificate (default: the system's CAs).
+    broker_ca: Optional[Path] = None
+    # Accept a broker URL with no password on a host beyond loopback (broker_rules).
+    insecure: bool = False
     database_url: Optional[str] = None
     offline_after_s: float = 15.0
     scheduler_interval_s: float = 1.0

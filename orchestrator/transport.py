@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 from celery import Celery
 
 from agents.contract import (
@@ -14,7 +17,7 @@ from agents.contract import (
 )
 
 
-def control_app(broker_url: str) -> Celery:
+def control_app(broker_url: str, broker_ca: Optional[Path] = None) -> Celery:
     app = Celery("edgebench-controller", broker=broker_url, set_as_current=False)
     app.conf.update(
         task_serializer="json",
@@ -31,7 +34,7 @@ def control_app(broker_url: str) -> Celery:
         broker_connection_max_retries=None,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
-        broker_use_ssl=broker_ssl_options(broker_url),
+        broker_use_ssl=broker_ssl_options(broker_url, broker_ca),
         # Ingest takes milliseconds: a message left unacknowledged by a controller that was
         # killed is handed out again after this, not after Redis' default hour.
         broker_transport_options={"visibility_timeout": 120},

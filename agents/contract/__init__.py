@@ -322,13 +322,11 @@ def parse(raw: Any) -> _Message:
         raise ContractError(f"invalid {kind} message: {where}: {first['msg']}") from None
 
 
-def broker_ssl_options(url: str) -> Optional[Dict[str, Any]]:
-    """TLS settings for a rediss:// broker: verify the server unless the URL says otherwise."""
-    if not url.startswith("rediss://") or "ssl_cert_reqs=" in url:
-        return None
-    import ssl
+def broker_ssl_options(url: str, ca_certs: Optional[Path] = None) -> Optional[Dict[str, Any]]:
+    """TLS settings for a rediss:// broker: verify the server (see broker_rules.ssl_options)."""
+    from agents.contract.broker_rules import ssl_options
 
-    return {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    return ssl_options(url, ca_certs)
 
 
 # The controller's enrollment token for agents on its own machine (0600, in EDGEBENCH_HOME).

@@ -31,6 +31,11 @@ def db_upgrade() -> None:
 
 def server(
     loglevel: str = typer.Option("INFO", help="Log level."),
+    insecure: bool = typer.Option(
+        False,
+        "--insecure",
+        help="Use a broker URL with no password on a host beyond loopback (EDGEBENCH_INSECURE=1).",
+    ),
 ) -> None:
     """Run the controller: ingest registrations, heartbeats and results; dispatch trials."""
     require_server_extra()
@@ -43,6 +48,14 @@ def server(
     settings = Settings()
     embedded = None
     url = settings.broker_url
+    if url is not None:
+        from agents.contract import broker_rules
+
+        try:
+            broker_rules.check_authenticated(url, insecure or settings.insecure)
+            broker_rules.check_tls(url, settings.broker_ca)
+        except broker_rules.BrokerRefused as exc:
+            fail(str(exc), code=2)
     if url is None:
         running = settings.resolved_broker_url()
         if running and broker.is_alive(running):
