@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import socket
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -42,6 +42,20 @@ def _local_token(settings, work_dir) -> Optional[str]:  # noqa: ANN001
         time.sleep(0.5)
         token = settings.local_enrollment_token()
     return token
+
+
+def _check_tags(tags: List[str]) -> None:
+    """Tags as a registration will validate them, checked before anything waits."""
+    from pydantic import ValidationError
+
+    from agents.contract import Registration
+
+    try:
+        Registration(device="check", boot_id="check", agent_version="check", tags=tags, sent_at=0)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(p) for p in problem["loc"])
+        raise typer.BadParameter(f"{where}: {problem['msg']}", param_hint="--tags") from None
 
 
 @app.command("start")
@@ -95,6 +109,7 @@ def start(
     )
     from pydantic import ValidationError
 
+    _check_tags(tag_list)  # before any wait for enrollment: bad input fails at once
     work_dir = settings.trial_dir() / device
     from agents.contract.signing import TokenError
     from agents.credentials import CredentialsError
