@@ -148,7 +148,7 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _pip(*args: str, what: str, markers: dict[str, str] | None = None) -> None:
+def _pip(*args: str, what: str, markers: dict[str, str] | None = None, hint: str = "") -> None:
     runner = ["-m", "pip"]
     if markers is not None:
         runner = ["-c", PIP_WITH_DEVICE_MARKERS, json.dumps(markers)]
@@ -159,7 +159,9 @@ def _pip(*args: str, what: str, markers: dict[str, str] | None = None) -> None:
         raise ProvisionError(f"{what}: pip did not finish within {PIP_TIMEOUT_S} s") from None
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if not line.startswith("WARNING")]
-        raise ProvisionError(f"{what} failed: " + " | ".join(lines[-4:]))
+        raise ProvisionError(
+            f"{what} failed: " + " | ".join(lines[-4:]) + (f"; {hint}" if hint else "")
+        )
 
 
 class Wheelhouse:
@@ -272,6 +274,8 @@ class Wheelhouse:
             *requirements,
             what=f"downloading wheels for Python {device.version} on {device.machine} ({names})",
             markers=device.markers(),
+            hint="where a package has no wheel for this platform, give the device an index "
+            "it can reach (--index-url)",
         )
         return folder
 
