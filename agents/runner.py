@@ -177,6 +177,15 @@ def harness_overhead_ns() -> int:
     return int(statistics.percentile(sorted(timing.time_runs(lambda: None, rule)), 50))
 
 
+def conditions_now(root: Path) -> Dict[str, Any]:
+    """The hottest thermal zone and the mean current CPU clock: a timeline point."""
+    clocks = [f for f in (conditions.current_freq_khz(root) or {}).values() if isinstance(f, int)]
+    return {
+        "hottest_c": conditions.hottest_c({"thermal_c": conditions.thermal_c(root)}),
+        "freq_mhz": round(sum(clocks) / len(clocks) / 1000, 1) if clocks else None,
+    }
+
+
 INTERNAL_SAMPLES = 200
 
 
@@ -311,6 +320,7 @@ def run_trial(
                 probe_temperature=lambda: conditions.hottest_c(
                     {"thermal_c": conditions.thermal_c(root)}
                 ),
+                timeline=timing.Timeline(lambda: conditions_now(root)),
             )
             window_j = meter.stop() if meter is not None else None
             env["measure_end_unix"] = time.time()

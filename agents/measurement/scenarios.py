@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
 from agents.contract import statistics
-from agents.measurement.timing import StoppingRule, time_runs
+from agents.measurement.timing import StoppingRule, Timeline, time_runs
 
 KINDS = ("single_stream", "offline", "paced", "poisson", "soak")
 WARM_BURST = 50
@@ -44,24 +44,28 @@ def run(
     params: Optional[Dict[str, float]] = None,
     probe_temperature: Optional[Callable[[], Optional[float]]] = None,
     sleep: Callable[[float], None] = time.sleep,
+    timeline: Optional[Timeline] = None,
 ) -> ScenarioOutcome:
     params = params or {}
     started = time.perf_counter()
     if kind in ("single_stream", "offline"):
-        outcome = ScenarioOutcome(time_runs(run_once, rule))
+        outcome = ScenarioOutcome(time_runs(run_once, rule, timeline))
     elif kind == "paced":
-        outcome = _paced(run_once, rule, float(params["gap_s"]), sleep)
+        outcome = _paced(run_once, rule, float(params["gap_s"]), sleep, timeline)
     elif kind == "poisson":
-        outcome = _poisson(run_once, rule, float(params["rate"]), int(params.get("seed", 0)), sleep)
+        seed = int(params.get("seed", 0))
+        outcome = _poisson(run_once, rule, float(params["rate"]), seed, sleep, timeline)
     elif kind == "soak":
         outcome = _soak(run_once, rule, float(params["minutes"]) * 60.0, probe_temperature)
     else:
         raise ValueError(f"unknown scenario {kind!r} (known: {', '.join(KINDS)})")
     outcome.measured_s = time.perf_counter() - started
+    if timeline is not None and timeline.points:
+        outcome.report = {**outcome.report, "timeline": timeline.points}
     return outcome
 
 
-def _paced(run_once, rule: StoppingRule, gap_s: float, sleep) -> ScenarioOutcome:  # noqa: ANN001
+def _paced(run_once, rule: StoppingRule, gap_s: float, sleep, timeline=None) -> ScenarioOutcome:  # noqa: ANN001
     clock = time.perf_counter_ns
     samples: List[int] = []
     busy_ns = 0
@@ -75,6 +79,8 @@ def _paced(run_once, rule: StoppingRule, gap_s: float, sleep) -> ScenarioOutcome
         busy_ns += after - before
         if rule.done(len(samples), (after - start) / 1e9):
             break
+        if timeline is not None:
+            timeline.tick(after)
     warm = sorted(time_runs(run_once, StoppingRule(0, WARM_BURST, 0, rule.max_s, WARM_BURST)))
     paced_p50 = _p(sorted(samples), 50)
     warm_p50 = _p(warm, 50)
@@ -89,7 +95,9 @@ def _paced(run_once, rule: StoppingRule, gap_s: float, sleep) -> ScenarioOutcome
     )
 
 
-def _poisson(run_once, rule: StoppingRule, rate: float, seed: int, sleep) -> ScenarioOutcome:  # noqa: ANN001
+def _poisson(
+    run_once, rule: StoppingRule, rate: float, seed: int, sleep, timeline=None
+) -> ScenarioOutcome:  # noqa: ANN001
     clock = time.perf_counter_ns
     gaps = random.Random(seed)
     latencies: List[int] = []
@@ -108,6 +116,8 @@ def _poisson(run_once, rule: StoppingRule, rate: float, seed: int, sleep) -> Sce
         service.append(done - began)
         if rule.done(len(latencies), (done - start) / 1e9):
             break
+        if timeline is not None:
+            timeline.tick(done)
     elapsed_s = (clock() - start) / 1e9
     service.sort()
     return ScenarioOutcome(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, List
+from typing import Any, Callable, Dict, List, Optional
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,34 @@ def warm_up(run_once: Callable[[], object], seconds: float) -> int:
             return count
 
 
-def time_runs(run_once: Callable[[], object], rule: StoppingRule) -> List[int]:
+class Timeline:
+    """Conditions (temperature, clocks) read about once a second during a measurement,
+    between runs and never inside one, so latency can be plotted against them.
+
+    ``probe`` returns a dict of readings; a reading of nothing (all None) is not kept.
+    """
+
+    def __init__(self, probe: Callable[[], Dict[str, Any]], every_s: float = 1.0) -> None:
+        self.points: List[Dict[str, Any]] = []
+        self._probe = probe
+        self._every_ns = int(every_s * 1e9)
+        self._start: Optional[int] = None
+        self._next = 0
+
+    def tick(self, now_ns: int) -> None:
+        if self._start is None:
+            self._start, self._next = now_ns, now_ns
+        if now_ns < self._next:
+            return
+        self._next = now_ns + self._every_ns
+        reading = self._probe()
+        if any(value is not None for value in reading.values()):
+            self.points.append({"t_s": round((now_ns - self._start) / 1e9, 3), **reading})
+
+
+def time_runs(
+    run_once: Callable[[], object], rule: StoppingRule, timeline: Optional[Timeline] = None
+) -> List[int]:
     """Latency of each run, in nanoseconds, measured with perf_counter_ns."""
     samples: List[int] = []
     clock = time.perf_counter_ns
@@ -47,3 +74,5 @@ def time_runs(run_once: Callable[[], object], rule: StoppingRule) -> List[int]:
         samples.append(after - before)
         if rule.done(len(samples), (after - start) / 1e9):
             return samples
+        if timeline is not None:
+            timeline.tick(after)

@@ -132,3 +132,40 @@ def test_time_runs_sample_count_equals_calls(min_queries):
     fn = Counter()
     samples = time_runs(fn, rule(min_queries=min_queries, min_s=0.0))
     assert len(samples) == fn.calls == min_queries
+
+
+# --- the conditions timeline ---------------------------------------------------------------
+
+
+def test_timeline_reads_about_once_per_interval_and_skips_empty_readings():
+    from agents.measurement.timing import Timeline
+
+    readings = iter([{"c": 50.0}, {"c": None}, {"c": 52.0}])
+    timeline = Timeline(lambda: next(readings), every_s=1.0)
+    for now_s in (10.0, 10.4, 11.0, 11.5, 12.2, 12.9):
+        timeline.tick(int(now_s * 1e9))
+    # read at 10.0 (first), 11.0 (nothing readable: not kept), 12.2
+    assert timeline.points == [{"t_s": 0.0, "c": 50.0}, {"t_s": 2.2, "c": 52.0}]
+
+
+def test_a_trial_records_temperature_and_clock_over_time_outside_the_timed_runs(tmp_path):
+    """Against the Raspberry Pi 4 conditions tree (hand-written, see its README)."""
+    from pathlib import Path
+
+    from agents import runner
+    from agents.contract import MeasurementPolicy
+    from tests.unit.test_onnxruntime_runner import make_spec
+    from tests.unit.test_runtime_options import cnn_file  # noqa: F401
+
+    root = Path(__file__).resolve().parents[1] / "fixtures/conditions/raspberry-pi-4-handwritten"
+    model = tmp_path / "mlp.onnx"
+    from orchestrator.artifacts.builtin_models import mlp
+
+    model.write_bytes(mlp().onnx_bytes)
+    policy = MeasurementPolicy(
+        warmup_s=0, min_queries=10, min_s=2.2, max_s=3, max_queries=500_000, idle_baseline_s=0
+    )
+    result = runner.run_trial(make_spec(model, policy=policy), root=root)
+    timeline = result["scenario_report"]["timeline"]
+    assert len(timeline) >= 2 and timeline[0]["t_s"] == 0.0
+    assert all(p["hottest_c"] == 51.121 and p["freq_mhz"] == 600.0 for p in timeline)
