@@ -28,7 +28,10 @@ from agents.contract import ArtifactRef
 BLOCK = 1 << 20
 TIMEOUT_S = 30.0
 # Attempts in a row that bring no new bytes before a download is given up.
+# How long a download keeps trying while no byte arrives (a flaky or briefly cut link):
+# it gives up only when both this many attempts and this many seconds have passed.
 ATTEMPTS_WITHOUT_PROGRESS = 4
+PATIENCE_S = 60.0
 PART_SUFFIX = ".part"
 CACHE_ENTRY = re.compile(r"^[0-9a-f]{64}(\.part)?$")
 TRANSIENT_HTTP = {408, 429, 500, 502, 503, 504}
@@ -38,7 +41,13 @@ class ArtifactError(Exception):
     """An artifact that cannot be had, with a reason a user can act on."""
 
 
-def fetch(ref: ArtifactRef, cache_dir: Path, token: Optional[str], max_cache_bytes: int) -> Path:
+def fetch(
+    ref: ArtifactRef,
+    cache_dir: Path,
+    token: Optional[str],
+    max_cache_bytes: int,
+    patience_s: float = PATIENCE_S,
+) -> Path:
     """The local, verified file of ``ref``; raises ArtifactError saying what went wrong."""
     parsed = urlparse(ref.uri)
     if parsed.scheme in ("", "file"):
@@ -65,7 +74,7 @@ def fetch(ref: ArtifactRef, cache_dir: Path, token: Optional[str], max_cache_byt
                 return target
             target.unlink()  # damaged on disk since it was verified: fetch it again
         part = cache_dir / (ref.sha256 + PART_SUFFIX)
-        download(ref, part, token)
+        download(ref, part, token, patience_s)
         got = sha256_of(part)
         if got != ref.sha256:
             received = part.stat().st_size
@@ -123,9 +132,12 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoRedirect)
 
 
-def download(ref: ArtifactRef, part: Path, token: Optional[str]) -> None:
+def download(
+    ref: ArtifactRef, part: Path, token: Optional[str], patience_s: float = PATIENCE_S
+) -> None:
     """Fill ``part`` with the artifact's bytes, resuming from what it already holds."""
     failures = 0
+    stalled_since = time.monotonic()
     while True:
         have = part.stat().st_size if part.exists() else 0
         if have > ref.size:  # not this artifact's prefix: start over
@@ -150,16 +162,17 @@ def download(ref: ArtifactRef, part: Path, token: Optional[str]) -> None:
         if now >= ref.size:
             return
         if now > have:  # some bytes arrived before the break: resume at once
-            failures = 0
+            failures, stalled_since = 0, time.monotonic()
             continue
         failures += 1
-        if failures >= ATTEMPTS_WITHOUT_PROGRESS:
+        stalled = time.monotonic() - stalled_since
+        if failures >= ATTEMPTS_WITHOUT_PROGRESS and stalled >= patience_s:
             raise ArtifactError(
                 f"cannot download artifact {ref.sha256[:12]} from {ref.uri}: {problem} "
                 "(is the controller's `edgebench server` running and reachable from this device? "
                 "EDGEBENCH_ARTIFACT_BASE_URL on the controller sets the address agents are given)"
             )
-        time.sleep(min(0.5 * failures, 2.0))
+        time.sleep(min(0.5 * failures, 5.0))
 
 
 def _transfer(ref: ArtifactRef, part: Path, have: int, token: Optional[str]) -> None:

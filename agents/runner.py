@@ -46,6 +46,7 @@ def local_file(ref: ArtifactRef, device: str) -> Path:
             settings.artifact_cache(device),
             settings.resolved_artifact_token(),
             settings.artifact_cache_bytes,
+            settings.artifact_patience_s,
         )
     except artifact_fetch.ArtifactError as exc:
         raise TrialError(str(exc)) from None

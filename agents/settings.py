@@ -30,6 +30,8 @@ class AgentSettings(BaseSettings):
     # Artifacts served over HTTP are cached here (default: the agent's work folder).
     artifact_cache_dir: Optional[Path] = None
     artifact_cache_bytes: int = Field(2 * 1024**3, ge=0)
+    # Seconds a download keeps retrying while no byte arrives (a cut or flaky link).
+    artifact_patience_s: float = Field(60.0, ge=0, le=3600)
     # The controller's artifact token; on the controller's machine, read from its record.
     artifact_token: Optional[str] = None
     # A one-time token from `edgebench devices token create`; used once, for the device key.

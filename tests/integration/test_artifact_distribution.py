@@ -284,7 +284,38 @@ def test_a_cached_artifact_needs_no_network(store, tmp_path):
     assert fetch(ref, cache, TOKEN, 100 * MB) == first
     other = ref.model_copy(update={"sha256": "ef" * 32, "uri": ref.uri[:-64] + "ef" * 32})
     with pytest.raises(ArtifactError, match="cannot download artifact efefefefefef.*running"):
-        fetch(other, cache, TOKEN, 100 * MB)
+        fetch(other, cache, TOKEN, 100 * MB, patience_s=0)
+
+
+def test_a_download_rides_out_a_link_that_is_down_for_a_while(store, tmp_path):
+    """Nothing listens for the first ~3 s (a cut link); the fetch keeps trying and lands."""
+    import threading
+
+    from orchestrator.broker import free_port
+
+    data = blob(41, 200_000)
+    put_in_store(store, data)
+    port = free_port()
+    late: dict = {}
+
+    def start_late() -> None:
+        time.sleep(3)
+        late["server"] = ArtifactServer(store, TOKEN, port=port)
+
+    starter = threading.Thread(target=start_late)
+    starter.start()
+    ref = ArtifactRef(
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        format="onnx",
+        uri=f"http://127.0.0.1:{port}/artifacts/{hashlib.sha256(data).hexdigest()}",
+    )
+    try:
+        path = fetch(ref, tmp_path / "cache", TOKEN, 100 * MB, patience_s=30)
+        assert path.read_bytes() == data
+    finally:
+        starter.join()
+        late["server"].stop()
 
 
 def test_a_damaged_cache_entry_is_fetched_again(server, store, tmp_path):
