@@ -257,9 +257,14 @@ def seed(url: str, trials: int) -> dict[str, Any]:
             [{"result_id": 1, "samples_ns": [1_000_000 + k % 97 * 1000 for k in range(100_000)]}],
         )
     # Planner statistics, and on PostgreSQL the visibility map that index-only scans need:
-    # what autovacuum gives a live store after inserts (VACUUM runs outside a transaction).
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.exec_driver_sql("ANALYZE" if url.startswith("sqlite") else "VACUUM ANALYZE")
+    # what autovacuum gives a live store after inserts. VACUUM runs outside a transaction;
+    # SQLite's ANALYZE inside one (this engine begins its own, so "autocommit" never commits).
+    if url.startswith("sqlite"):
+        with engine.begin() as connection:
+            connection.exec_driver_sql("ANALYZE")
+    else:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("VACUUM ANALYZE")
     return bench_ids(url)
 
 
