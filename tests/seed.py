@@ -252,6 +252,13 @@ def _conditions(temperature_c: float, freq_khz: int) -> dict[str, Any]:
     }
 
 
+HOT_TIMELINE = [
+    {"t_s": 0.0, "hottest_c": 45.0, "freq_mhz": 1800.0},
+    {"t_s": 1.0, "hottest_c": 70.0, "freq_mhz": 1200.0},
+    {"t_s": 2.0, "hottest_c": 82.0, "freq_mhz": 600.0},
+]
+
+
 def _tradeoff_measurement(trial: Trial) -> dict[str, Any]:
     device, variant, precision = trial.device.name, trial.model.name, trial.precision
     expect = tradeoff_expectation(device, variant, precision)
@@ -277,6 +284,8 @@ def _tradeoff_measurement(trial: Trial) -> dict[str, Any]:
         "accuracy_n": 1000,
         "fidelity_cosine": 1.0 if precision == "fp32" else 0.995,
         "samples_ns": samples,
+        # the throttled trial's conditions read during the measurement, once a second
+        "scenario_report": {"timeline": HOT_TIMELINE} if hot else {},
         "environment": {
             "python": "3.11.7",
             "numpy": "2.1.0",

@@ -128,6 +128,18 @@ clocks = [
     for t, snap in ((0.0, before), (end_s, after))
     if t is not None and conditions.mean_freq_mhz(snap) is not None
 ]
+timeline = report.get("timeline") or []
+if timeline:  # read about once a second during the measurement: the finest there is
+    temperatures = [
+        {"t_s": p["t_s"], "series": "hottest zone", "celsius": p["hottest_c"]}
+        for p in timeline
+        if p.get("hottest_c") is not None
+    ] or temperatures
+    clocks = [
+        {"t_s": p["t_s"], "series": "mean CPU clock", "mhz": p["freq_mhz"]}
+        for p in timeline
+        if p.get("freq_mhz") is not None
+    ] or clocks
 left, right = st.columns(2)
 if temperatures:
     left.altair_chart(
@@ -140,8 +152,9 @@ if clocks:
     )
 if temperatures or clocks:
     st.caption(
-        "Temperature and clock are read before and after the measurement (and per time "
-        "bucket in a soak): a rise in latency with a falling clock is throttling."
+        "Temperature and clock are read about once a second during the measurement (older "
+        "trials: before and after it, and per soak bucket): a rise in latency with a "
+        "falling clock is throttling."
     )
 else:
     st.caption("This device reported no temperatures or clocks.")

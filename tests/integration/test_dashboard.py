@@ -337,9 +337,10 @@ def test_trial_detail_from_a_link(monkeypatch, tmp_path, seeded_sqlite):
     titles = axis_titles(app)
     assert "temperature (°C)" in titles and "CPU clock (MHz)" in titles
     temperatures = next(f[0] for f in frames if "celsius" in f[0].columns)
-    assert list(temperatures["celsius"]) == [45.0, 82.0]
+    # the conditions timeline read during the measurement, not just before and after
+    assert list(temperatures["celsius"]) == [45.0, 70.0, 82.0]
     clocks = next(f[0] for f in frames if "mhz" in f[0].columns)
-    assert list(clocks["mhz"]) == [1800.0, 600.0]
+    assert list(clocks["mhz"]) == [1800.0, 1200.0, 600.0]
     parts = next(f[0] for f in frames if "part" in f[0].columns)
     assert list(parts["part"]) == [
         "process start",
