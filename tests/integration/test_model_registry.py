@@ -95,7 +95,7 @@ def test_show_gives_the_card_and_how_each_artifact_was_made(built):
     assert missing.returncode == 1 and "no model named 'no_such_model'" in missing.stderr
 
 
-def spec_for(home: Path, fmt: str, precision: str, batch: int = 8) -> TrialSpec:
+def spec_for(home: Path, fmt: str, precision: str, batch: int = 10) -> TrialSpec:
     [(sha, size, path, inputs)] = rows(
         home,
         "select sha256, size, path, inputs from models where name='digits_cnn' "
@@ -130,7 +130,7 @@ def test_every_variant_runs_with_fidelity_and_accuracy(built, fmt, precision):
     home, _, _ = built
     [(recipe,)] = rows(home, "select recipe from model_cards where name='digits_cnn'")
     fp32_accuracy = json.loads(recipe)["training"]["fp32_test_accuracy"]
-    result = runner.run_trial(spec_for(home, fmt, precision))
+    result = runner.run_trial(spec_for(home, fmt, precision))  # batch 10: dynamic batch
     assert result["status"] == "ok" and result["summary"]["n"] >= 20
     assert result["accuracy_n"] == 450  # the held-out test split, labelled
     if precision == "int8":
