@@ -27,6 +27,16 @@ def _sql(url: str, statement: str, **params) -> None:
         connection.execute(text(statement), params)
 
 
+def _drop_result(url: str, trial_id: str) -> None:
+    _sql(
+        url,
+        "DELETE FROM result_samples WHERE result_id IN "
+        "(SELECT id FROM results WHERE trial_id = :t)",
+        t=trial_id,
+    )
+    _sql(url, "DELETE FROM results WHERE trial_id = :t", t=trial_id)
+
+
 def _rules(url: str, campaign_id: int, **kwargs) -> dict[str, set]:
     found: dict[str, set] = {}
     for violation in invariants.check(url, campaign_id, **kwargs):
@@ -36,13 +46,7 @@ def _rules(url: str, campaign_id: int, **kwargs) -> dict[str, set]:
 
 def test_a_done_trial_without_its_result(seeded):
     url, campaign, done, _ = seeded
-    _sql(
-        url,
-        "DELETE FROM result_samples WHERE result_id IN "
-        "(SELECT id FROM results WHERE trial_id = :t)",
-        t=done[0],
-    )
-    _sql(url, "DELETE FROM results WHERE trial_id = :t", t=done[0])
+    _drop_result(url, done[0])
     assert _rules(url, campaign) == {"done_without_result": {done[0]}}
 
 
@@ -64,13 +68,7 @@ def test_a_trial_left_open(seeded):
 def test_a_trial_running_past_its_lease(seeded):
     url, campaign, done, _ = seeded
     long_ago = datetime.now(timezone.utc) - timedelta(hours=2)
-    _sql(
-        url,
-        "DELETE FROM result_samples WHERE result_id IN "
-        "(SELECT id FROM results WHERE trial_id = :t)",
-        t=done[0],
-    )
-    _sql(url, "DELETE FROM results WHERE trial_id = :t", t=done[0])
+    _drop_result(url, done[0])
     _sql(
         url,
         "UPDATE trials SET state = 'running', started_at = :s, finished_at = NULL WHERE id = :t",
@@ -83,13 +81,7 @@ def test_a_trial_running_past_its_lease(seeded):
 def test_a_trial_queued_past_its_start_timeout(seeded):
     url, campaign, done, _ = seeded
     long_ago = datetime.now(timezone.utc) - timedelta(hours=2)
-    _sql(
-        url,
-        "DELETE FROM result_samples WHERE result_id IN "
-        "(SELECT id FROM results WHERE trial_id = :t)",
-        t=done[0],
-    )
-    _sql(url, "DELETE FROM results WHERE trial_id = :t", t=done[0])
+    _drop_result(url, done[0])
     _sql(
         url,
         "UPDATE trials SET state = 'queued', dispatched_at = :s, started_at = NULL, "

@@ -1,0 +1,70 @@
+"""Fault scenarios run on the fleet of real processes from tests/e2e (controller, agents,
+real Redis, real store); helpers shared by the scenarios."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import select
+
+from orchestrator.store.models import Campaign, Device, Trial
+from tests.e2e import conftest as e2e
+from tests.e2e.conftest import Fleet
+
+fleet = e2e.fleet  # the fixture, reused
+
+FAST_POLICY = {"warmup_s": 0.1, "min_queries": 10, "min_s": 0.3, "max_s": 3}
+
+
+def online(fleet: Fleet, *names: str, boot_other_than: str | None = None):
+    """A predicate: every named device has heartbeats (from a process other than `boot_...`)."""
+
+    def check():
+        with fleet.sessions() as session:
+            seen = {
+                d.name
+                for d in session.scalars(select(Device))
+                if d.last_heartbeat_at and d.boot_id != boot_other_than
+            }
+        return set(names) <= seen
+
+    return check
+
+
+def submit(fleet: Fleet, tmp_path: Path, name: str, devices: list[str], **spec) -> int:
+    """Submit a campaign of mlp_digits on the named devices; returns its id."""
+    import json
+
+    body = {
+        "name": name,
+        "devices": {"names": devices},
+        "models": ["mlp_digits"],
+        "policy": FAST_POLICY,
+        **spec,
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(json.dumps(body))  # YAML is a superset of JSON
+    submitted = fleet.cli("campaign", "submit", str(path))
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    with fleet.sessions() as session:
+        return session.scalar(
+            select(Campaign.id).where(Campaign.name == name).order_by(Campaign.id.desc())
+        )
+
+
+def trials_of(fleet: Fleet, campaign_id: int) -> list[Trial]:
+    with fleet.sessions() as session:
+        return list(session.scalars(select(Trial).where(Trial.campaign_id == campaign_id)))
+
+
+def settled(fleet: Fleet, campaign_id: int):
+    def check():
+        trials = trials_of(fleet, campaign_id)
+        return all(t.state in ("done", "failed", "cancelled") for t in trials) and trials
+
+    return check
+
+
+def device_boot(fleet: Fleet, name: str) -> str | None:
+    with fleet.sessions() as session:
+        return session.scalar(select(Device.boot_id).where(Device.name == name))
