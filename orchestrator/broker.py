@@ -61,6 +61,9 @@ def _previous(conf: Path) -> tuple[int | None, str | None]:
 
 def _port_free(port: int) -> bool:
     with socket.socket() as sock:
+        # As redis-server binds: a port whose last connections are in TIME_WAIT (a broker
+        # just stopped with clients connected) is free to it, and agents expect that port.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

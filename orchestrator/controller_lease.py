@@ -22,10 +22,16 @@ LEASE_KEY = "edgebench:controller"
 LEASE_TTL_S = 30
 RENEW_EVERY_S = 5
 
-# Extend the lease only if we still hold it, in one step (no get-then-expire race).
+# Extend the lease only if we still hold it, in one step (no get-then-expire race). A lease
+# nobody holds is taken again: a broker restarted without persistence has forgotten it.
 _RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
+local holder = redis.call('get', KEYS[1])
+if holder == ARGV[1] then
   return redis.call('expire', KEYS[1], ARGV[2])
+end
+if not holder then
+  redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  return 1
 end
 return 0
 """
@@ -57,7 +63,8 @@ class ControllerLease:
             time.sleep(1)
 
     def renew(self) -> bool:
-        """Extend the lease; False once another controller holds it."""
+        """Extend the lease (take it again if the broker forgot it); False once another
+        controller holds it."""
         return bool(self.client.eval(_RENEW, 1, LEASE_KEY, self.holder, LEASE_TTL_S))
 
     def keep(self, stop: threading.Event, on_lost: Callable[[], None]) -> None:
