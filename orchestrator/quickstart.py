@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from orchestrator import broker, dashboard_process, planning
 from orchestrator.campaigns.spec import parse_spec
-from orchestrator.child_process import terminate_with_parent
+from orchestrator.child_process import kill_with_parent, terminate_with_parent
 from orchestrator.cli.store_access import console
 from orchestrator.settings import Settings
 from orchestrator.store import migrate
@@ -80,7 +80,9 @@ def quickstart_spec(device: str, models: list[str]) -> dict:
     }
 
 
-def _spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+def _spawn(
+    args: list[str], env: dict[str, str], log_path: Path, on_parent_death=terminate_with_parent
+) -> subprocess.Popen:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         return subprocess.Popen(
@@ -89,7 +91,7 @@ def _spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.P
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches us; we stop the children in order
-            preexec_fn=terminate_with_parent,
+            preexec_fn=on_parent_death,
         )
 
 
@@ -176,7 +178,8 @@ def run(settings: Settings, dashboard_port: int | None) -> None:
             ("agent", ["agent", "start", "--name", name, "--tags", "local"]),
         ):
             log_path = logs / f"{label}.log"
-            children[label] = (_spawn(args, env, log_path), log_path)
+            dies = kill_with_parent if label == "agent" else terminate_with_parent
+            children[label] = (_spawn(args, env, log_path, dies), log_path)
             console.print(f"[bold]{label:<9}[/bold] started (log: {log_path})")
 
         built = build_models(env, logs / "models-build.log")
