@@ -290,19 +290,29 @@ def envelope(message: _Message) -> Dict[str, Any]:
 def parse(raw: Any) -> _Message:
     """Validate an envelope and return its message, or raise ContractError naming the problem."""
     if isinstance(raw, (bytes, str)):
-        size = len(raw.encode("utf-8")) if isinstance(raw, str) else len(raw)
+        try:  # a str with a lone surrogate is not UTF-8 text
+            size = len(raw.encode("utf-8")) if isinstance(raw, str) else len(raw)
+        except UnicodeEncodeError:
+            raise ContractError("message is not valid UTF-8 text") from None
         if size > MAX_MESSAGE_BYTES:
             raise ContractError(f"message of {size} bytes exceeds {MAX_MESSAGE_BYTES}")
         try:
             raw = json.loads(raw)
         except ValueError as exc:
             raise ContractError(f"message is not JSON: {exc}") from None
+        except RecursionError:
+            raise ContractError("message is not JSON: nested too deeply") from None
     if not isinstance(raw, dict):
         raise ContractError(f"message must be a JSON object, got {type(raw).__name__}")
     try:
         size = len(json.dumps(raw))
+        # A "\\ud800" escape decodes to a lone surrogate, which neither the signature
+        # (UTF-8 canonical JSON) nor the store can encode: refuse it here.
+        json.dumps(raw, ensure_ascii=False).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise ContractError(f"message is not JSON-safe: {exc}") from None
+    except RecursionError:
+        raise ContractError("message is not JSON-safe: nested too deeply") from None
     if size > MAX_MESSAGE_BYTES:
         raise ContractError(f"message of {size} bytes exceeds {MAX_MESSAGE_BYTES}")
     schema = raw.get("schema")

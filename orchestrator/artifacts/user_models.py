@@ -214,7 +214,14 @@ def prepare(
         for variant, fp16 in (("fp32", False), ("fp16", True)):
             if precision != "fp32" and variant == "fp16":
                 continue
-            ir, recipe = converters.onnx_to_openvino_ir(data, fp16)
+            try:
+                ir, recipe = converters.onnx_to_openvino_ir(data, fp16)
+            except Exception as exc:  # onnxruntime loads it, OpenVINO cannot: say so, go on
+                candidate.notes.append(
+                    f"no OpenVINO IR variant: OpenVINO could not convert it "
+                    f"({type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[-1]})"
+                )
+                break
             candidate.derived.append(
                 ("openvino-ir", variant if precision == "fp32" else precision, ir, recipe)
             )

@@ -149,4 +149,6 @@ def load_spec(text: str) -> CampaignSpec:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise SpecError(f"spec: not valid YAML: {exc}") from None
+    except RecursionError:  # the YAML parser recurses once per level of nesting
+        raise SpecError("spec: not valid YAML: nested too deeply") from None
     return parse_spec(data)
