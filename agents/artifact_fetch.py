@@ -11,11 +11,13 @@ Stdlib only and Python 3.9 syntax: this runs on Raspberry Pi OS and JetPack devi
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import http.client
 import os
 import re
+import shutil
 import time
 import urllib.error
 import urllib.request
@@ -157,6 +159,8 @@ def download(
             else:
                 raise ArtifactError(http_problem(ref, exc.code, exc.reason, token)) from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise ArtifactError(no_space(ref, part)) from None
             problem = f"{type(exc).__name__}: {getattr(exc, 'reason', None) or exc}"
         now = part.stat().st_size if part.exists() else 0
         if now >= ref.size:
@@ -201,6 +205,22 @@ def _transfer(ref: ArtifactRef, part: Path, have: int, token: Optional[str]) -> 
                     break
                 out.write(block)
                 received += len(block)
+
+
+def no_space(ref: ArtifactRef, part: Path) -> str:
+    """The disk under the cache is full: drop the partial file (it frees the space it took;
+    a later fetch starts over) and say where room is needed."""
+    with contextlib.suppress(OSError):
+        part.unlink()
+    try:
+        free = f"{shutil.disk_usage(part.parent).free} bytes free"
+    except OSError:
+        free = "free space unknown"
+    return (
+        f"no space left on device in the artifact cache {part.parent} ({free}) for artifact "
+        f"{ref.sha256[:12]} of {ref.size} bytes: free space there, or set "
+        "EDGEBENCH_ARTIFACT_CACHE_DIR to a folder with room"
+    )
 
 
 def http_problem(ref: ArtifactRef, code: int, reason: str, token: Optional[str]) -> str:

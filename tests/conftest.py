@@ -72,6 +72,7 @@ def postgres_url(postgres_server_url) -> str:
     admin = sqlalchemy.create_engine(
         postgres_server_url.replace("postgresql://", "postgresql+psycopg://"),
         isolation_level="AUTOCOMMIT",
+        pool_pre_ping=True,  # the server may have been restarted by the test (tests/faults)
     )
     with admin.connect() as connection:
         connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
