@@ -217,14 +217,20 @@ def cancel_campaign(session: Session, campaign_id: int) -> int:
     return result.rowcount
 
 
+OPEN_STATES = (PENDING, QUEUED, RUNNING)
+
+
 def settle_campaign(session: Session, campaign_id: int) -> None:
     """Close a campaign once every trial is terminal."""
     session.flush()
-    open_trials = session.scalar(
-        select(func.count()).where(Trial.campaign_id == campaign_id, Trial.state.not_in(TERMINAL))
+    # Any one open trial is enough to know: an index seek, not a count over the campaign.
+    open_trial = session.scalar(
+        select(Trial.id)
+        .where(Trial.campaign_id == campaign_id, Trial.state.in_(OPEN_STATES))
+        .limit(1)
     )
     campaign = session.get(Campaign, campaign_id)
-    if campaign is None or open_trials or campaign.finished_at is not None:
+    if campaign is None or open_trial is not None or campaign.finished_at is not None:
         return
     states = set(session.scalars(select(Trial.state).where(Trial.campaign_id == campaign_id)))
     campaign.state = (
