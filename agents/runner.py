@@ -213,12 +213,9 @@ def internal_latency(model: Any, feed: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def rerun_reason(
-    samples_ns: List[int], max_cv: float, before: Dict[str, Any], after: Dict[str, Any]
+    cv: float, max_cv: float, before: Dict[str, Any], after: Dict[str, Any]
 ) -> Optional[str]:
     """Why a run should be measured again (unstable, throttled), or None when it stands."""
-    if not samples_ns:
-        return None
-    cv = statistics.summarize_ns(samples_ns)["cv"]
     if conditions.throttled_during(before, after):
         return "throttled"
     if cv > max_cv:
@@ -318,24 +315,17 @@ def run_trial(
                 lambda: model.run(feed),
                 rule,
                 spec.scenario_params,
-                probe_temperature=lambda: conditions.hottest_c(
-                    {"thermal_c": conditions.thermal_c(root)}
-                ),
+                probe_temperature=lambda: conditions_now(root)["hottest_c"],
                 timeline=timing.Timeline(lambda: conditions_now(root)),
             )
             window_j = meter.stop() if meter is not None else None
             env["measure_end_unix"] = time.time()
             run_after = conditions.snapshot(root)
-            why = rerun_reason(outcome.samples_ns, policy.max_cv, run_before, run_after)
+            summary = statistics.summarize_ns(outcome.samples_ns)
+            why = rerun_reason(summary["cv"], policy.max_cv, run_before, run_after)
             if why is None or len(set_aside) >= policy.max_reruns:
                 break
-            set_aside.append(
-                {
-                    "reason": why,
-                    "n": len(outcome.samples_ns),
-                    "p50_ms": statistics.percentile(sorted(outcome.samples_ns), 50) / 1e6,
-                }
-            )
+            set_aside.append({"reason": why, "n": summary["n"], "p50_ms": summary["p50_ms"]})
             if policy.cool_below_c is not None:
                 conditions.wait_until_cool(policy.cool_below_c, policy.cool_timeout_s, root)
             run_before = conditions.snapshot(root)
@@ -358,7 +348,6 @@ def run_trial(
     env["conditions_after"] = after
 
     samples = outcome.samples_ns
-    summary = statistics.summarize_ns(samples)
     inferences = len(samples) * spec.batch_size
     return {
         "status": "ok",

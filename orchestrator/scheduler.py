@@ -55,9 +55,8 @@ def reference_ref(trial: Trial, settings: Settings) -> ArtifactRef | None:
     )
 
 
-def trial_spec(trial: Trial) -> TrialSpec:
+def trial_spec(trial: Trial, settings: Settings) -> TrialSpec:
     model = trial.model
-    settings = Settings()
     return TrialSpec(
         trial_id=trial.id,
         attempt=trial.attempt,
@@ -181,7 +180,7 @@ def dispatch(sessions: sessionmaker[Session], app: Celery, settings: Settings) -
             if trial is None:
                 continue
             repository.mark_dispatched(session, trial, trial.device.boot_id)
-            spec = trial_spec(trial)
+            spec = trial_spec(trial, settings)
         # Committed before sending: if sending fails, the start timeout sends it again.
         try:
             send_trial(app, spec)

@@ -15,6 +15,8 @@ import importlib.util
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+import numpy as np
+
 # Interpreter modules, preferred first: tflite-runtime 2.14 breaks with numpy 2.
 MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
 EDGETPU_LIBRARY = "libedgetpu.so.1"
@@ -107,7 +109,7 @@ def _describe(detail: Dict[str, Any]) -> Dict[str, Any]:
     described = {
         "name": detail["name"],
         "shape": [int(d) if d >= 0 else None for d in signature],
-        "dtype": detail["dtype"].__name__ if hasattr(detail["dtype"], "__name__") else "",
+        "dtype": np.dtype(detail["dtype"]).name,
     }
     scale, zero_point = detail.get("quantization", (0.0, 0))
     if scale:

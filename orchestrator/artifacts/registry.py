@@ -58,8 +58,6 @@ def build_log(path: Path) -> Iterator[None]:
         try:
             yield
         except Exception as exc:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
             tail = path.read_text(errors="replace").splitlines()[-15:]
             raise RuntimeError(f"{exc}\n--- last lines of {path} ---\n" + "\n".join(tail)) from exc
         finally:

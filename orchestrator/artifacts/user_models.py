@@ -160,12 +160,7 @@ def _fp32_outputs(fmt: str, data: bytes, name: str, values: np.ndarray) -> np.nd
         session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
         run = lambda x: session.run(None, {name: x})[0]  # noqa: E731
     elif fmt == "tflite":
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError:
-            from tflite_runtime.interpreter import Interpreter
-        interpreter = Interpreter(model_content=data)
-        interpreter.allocate_tensors()
+        interpreter = validation.tflite_interpreter(data)
         index = interpreter.get_input_details()[0]["index"]
         out = interpreter.get_output_details()[0]["index"]
 
@@ -177,8 +172,9 @@ def _fp32_outputs(fmt: str, data: bytes, name: str, values: np.ndarray) -> np.nd
         import openvino
 
         xml, weights = validation.unpack_ir(data)
-        compiled = openvino.Core().compile_model(
-            openvino.Core().read_model(xml, weights), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
+        core = openvino.Core()
+        compiled = core.compile_model(
+            core.read_model(xml, weights), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
         )
         run = lambda x: compiled(x)[0]  # noqa: E731
     for row in values:

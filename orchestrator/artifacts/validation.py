@@ -68,14 +68,21 @@ def _onnx_dtype(type_name: str) -> str:
     return {"float": "float32", "double": "float64", "float16": "float16"}.get(inner, inner)
 
 
-def _tflite_inputs(data: bytes) -> list[dict[str, Any]]:
+def tflite_interpreter(data: bytes) -> Any:
+    """A LiteRT interpreter on the model (ai_edge_litert, else tflite_runtime), allocated
+    unless it is an Edge TPU model, which allocates only with its delegate."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         from tflite_runtime.interpreter import Interpreter
     interpreter = Interpreter(model_content=data)
-    if EDGETPU_MARKER not in data:  # an Edge TPU model allocates only with its delegate
+    if EDGETPU_MARKER not in data:
         interpreter.allocate_tensors()
+    return interpreter
+
+
+def _tflite_inputs(data: bytes) -> list[dict[str, Any]]:
+    interpreter = tflite_interpreter(data)
     described = []
     for detail in interpreter.get_input_details():
         signature = list(detail.get("shape_signature", detail["shape"]))

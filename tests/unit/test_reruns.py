@@ -36,9 +36,9 @@ def test_a_stable_run_or_no_rerun_budget_measures_once(cnn_file):  # noqa: F811
 
 def test_a_throttled_run_is_a_reason_to_measure_again():
     held_back = {"pi_throttled": {"raw": "0x4", "throttled_now": True}}  # vcgencmd bit 2
-    assert runner.rerun_reason([1000, 1000], 0.3, {}, held_back) == "throttled"
-    assert runner.rerun_reason([1000, 1000], 0.3, {}, {}) is None
-    assert runner.rerun_reason([], 0.3, {}, held_back) is None
+    assert runner.rerun_reason(0.0, 0.3, {}, held_back) == "throttled"
+    assert runner.rerun_reason(0.0, 0.3, {}, {}) is None
+    assert runner.rerun_reason(0.5, 0.3, {}, {}) == "unstable (cv 0.50 > 0.3)"
 
 
 def test_openvino_reports_its_own_latency_beside_the_call(cnn_file):  # noqa: F811

@@ -268,19 +268,5 @@ def latest_campaign_id(session: Session) -> int | None:
     return session.scalar(select(func.max(Campaign.id)))
 
 
-def models_overview(session: Session) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": m.name,
-            "format": m.format,
-            "precision": m.precision,
-            "sha256": m.sha256,
-            "bytes": m.size,
-            "inputs": m.inputs,
-        }
-        for m in session.scalars(select(Model).order_by(Model.name))
-    ]
-
-
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
