@@ -74,6 +74,7 @@ def test_kill_9_at_many_moments_loses_and_doubles_nothing(fleet, tmp_path):
     )
     started = time.monotonic()
     landed: dict[str, int] = {}
+    early = 0  # kills within 0.5 s of the trial running: long before its result exists
     for kill in range(KILLS):
         boot = device_boot(fleet, "victim")
         fleet.wait_until(_running(fleet, campaign, boot), 60, f"a trial to run (kill {kill})")
@@ -83,6 +84,7 @@ def test_kill_9_at_many_moments_loses_and_doubles_nothing(fleet, tmp_path):
         else:
             time.sleep(moment)
             where = f"{moment:.1f}s"
+            early += moment < 0.5
         fleet.kill9("agent-victim")
         if any((work_dir / "outbox").glob("*.json")):
             where += "+outbox"  # the result was on disk, not yet sent
@@ -96,4 +98,7 @@ def test_kill_9_at_many_moments_loses_and_doubles_nothing(fleet, tmp_path):
     print(f"{KILLS} kills ({landed}); {len(trials)} trials; {elapsed:.1f} s")
     invariants.assert_holds(fleet.database_url, campaign)
     assert {t.state for t in trials} == {"done"}, [(t.id, t.error) for t in trials]
-    assert sum(t.attempt - 1 for t in trials) >= KILLS  # every kill cost an attempt
+    # A kill before the result exists costs an attempt; one after the result reached the
+    # outbox (or the controller) does not: the restarted agent sends the result it kept.
+    # And no attempt without a kill.
+    assert early <= sum(t.attempt - 1 for t in trials) <= KILLS
