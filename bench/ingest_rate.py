@@ -1,16 +1,24 @@
 """How fast does one controller worker ingest results into the store?
 
 A scratch store (a new PostgreSQL database on --postgres-admin, dropped afterwards; or a
-SQLite file) gets 50 enrolled devices and a campaign of 5,000 trials of `mlp_digits`, all
-marked sent. Then a synthetic stream of 5,000 signed trial results (each with 200 latency
-samples, as a short trial has) goes through `orchestrator.ingest.handle`, the function the
-controller's Celery worker calls for every message: verification of the device's
-signature, the lease and replay checks, the row locks, the result and its samples, the
-campaign's progress. One process, one message at a time: one controller worker.
+SQLite file) gets 50 enrolled devices and a campaign of 3 × --results trials of
+`mlp_digits`, all marked sent, and a synthetic stream of signed trial results for them
+(each with 200 latency samples, as a short trial has). Each result goes through what the
+controller does with it: verification of the device's signature, the lease and replay
+checks, the row locks, the result and its samples, the campaign's progress. A third of the
+stream each, in one run (so the three are compared on the same machine at the same time):
 
-Target (issue 8): at least 1,000 results/s into PostgreSQL.
+1. one message at a time through `orchestrator.ingest.handle` (one transaction each);
+2. in batches of --batch through `orchestrator.ingest.handle_batch`;
+3. through the broker: the stream is put on the control queue of a private redis-server,
+   and the controller's own Celery worker (`orchestrator.server.register_ingest` and its
+   worker options, as `edgebench server` runs it, without the scheduler thread) drains it;
+   the rate is counted from the first result stored to the last.
+
+Target (issue 8): at least 1,000 results/s into PostgreSQL with one controller worker.
 
 Usage: .venv/bin/python bench/ingest_rate.py [--store postgresql|sqlite] [--results 5000]
+       [--batch 200]
 """
 
 from __future__ import annotations
@@ -18,23 +26,28 @@ from __future__ import annotations
 import argparse
 import random
 import resource
+import signal
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 from dashboard_queries import scratch_postgres  # bench/ is on sys.path when run as a script
 from sqlalchemy import func, select
 
-from agents.contract import LatencySummary, Registration, TrialResult
+from agents.contract import CONTROL_QUEUE, INGEST_TASK, LatencySummary, Registration, TrialResult
 from agents.contract import envelope as unsigned_envelope
 from agents.contract.signing import device_key, new_token, sign
 from agents.contract.statistics import summarize_ns
-from orchestrator import ingest, planning
+from orchestrator import broker, ingest, planning, server
 from orchestrator.artifacts.registry import build_and_register
 from orchestrator.campaigns.spec import parse_spec
 from orchestrator.store import migrate, repository
 from orchestrator.store.models import Result, Trial
 from orchestrator.store.session import session_factory
+from orchestrator.transport import control_app
 
 DEVICES = 50
 SAMPLES = 200
@@ -59,20 +72,21 @@ def prepare(url: str, results: int, workdir: Path) -> tuple:
         )
         signed = sign(unsigned_envelope(registration), device_key(token_hash, name))
         assert ingest.handle(sessions, signed) == f"registered {name}"
-    repeats = -(-results // DEVICES)
+    sent = []
     with sessions.begin() as session:
         build_and_register(session, workdir / "artifacts", ["mlp_digits"])
-        spec = parse_spec(
-            {"name": "ingest-bench", "devices": {"names": names}, "models": ["mlp_digits"],
-             "repeats": repeats}
-        )  # fmt: skip
-        campaign, plan = planning.submit(session, spec)
-        trials = list(session.scalars(select(Trial).where(Trial.campaign_id == campaign.id)))[
-            :results
-        ]
-        for trial in trials:
-            repository.mark_dispatched(session, trial, trial.device.boot_id)
-        sent = [(t.id, t.attempt, t.device.name) for t in trials]
+    while len(sent) < results:  # campaigns of up to 5,000 trials (100 repeats × 50 devices)
+        repeats = min(100, -(-(results - len(sent)) // DEVICES))
+        with sessions.begin() as session:
+            spec = parse_spec(
+                {"name": f"ingest-bench-{len(sent)}", "devices": {"names": names},
+                 "models": ["mlp_digits"], "repeats": repeats}
+            )  # fmt: skip
+            campaign, _ = planning.submit(session, spec)
+            trials = list(session.scalars(select(Trial).where(Trial.campaign_id == campaign.id)))
+            for trial in trials[: results - len(sent)]:
+                repository.mark_dispatched(session, trial, trial.device.boot_id)
+                sent.append((trial.id, trial.attempt, trial.device.name))
     rng = random.Random(1)
     stream = []
     for trial_id, attempt, device in sent:
@@ -92,34 +106,113 @@ def prepare(url: str, results: int, workdir: Path) -> tuple:
     return sessions, stream
 
 
+def serve(broker_url: str, database_url: str) -> None:
+    """The controller's ingest worker alone (run in a child process by through_worker)."""
+    app = control_app(broker_url)
+    server.register_ingest(app, session_factory(database_url), threading.Event())
+    app.worker_main(argv=server.worker_argv("WARNING"))
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def through_worker(sessions, database_url: str, stream: list, workdir: Path) -> tuple:
+    """Queue the stream, start the worker, time it from the first result stored to the last."""
+    redis = broker.start(workdir / "broker", record=False)
+    worker = None
+    try:
+        app = control_app(redis.url)
+        for raw in stream:
+            app.send_task(INGEST_TASK, args=[raw], queue=CONTROL_QUEUE)
+
+        def stored() -> int:
+            with sessions() as session:
+                return session.scalar(select(func.count()).select_from(Result))
+
+        before = stored()
+        worker = subprocess.Popen(
+            [sys.executable, __file__, "--serve", redis.url, database_url],
+            stderr=open(workdir / "worker.log", "w"),  # noqa: SIM115
+        )
+        deadline = time.monotonic() + 600
+        count = before
+        while count == before:
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the worker stored nothing; see {workdir / 'worker.log'}")
+            time.sleep(0.02)
+            count = stored()
+        first, first_count, rss_first = time.perf_counter(), count, rss_mb(worker.pid)
+        while count < before + len(stream) and time.monotonic() < deadline:
+            time.sleep(0.02)
+            count = stored()
+        elapsed = time.perf_counter() - first
+        return (count - first_count) / elapsed, count - before, rss_first, rss_mb(worker.pid)
+    finally:
+        if worker is not None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        redis.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", choices=["postgresql", "sqlite"], default="postgresql")
-    parser.add_argument("--results", type=int, default=5000)
+    parser.add_argument("--results", type=int, default=5000, help="per mode")
+    parser.add_argument("--batch", type=int, default=server.INGEST_BATCH)
     parser.add_argument("--postgres-admin", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--serve", nargs=2, metavar=("BROKER", "DATABASE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve:
+        return serve(*args.serve)
+    n = args.results
     with tempfile.TemporaryDirectory(prefix="edgebench-ingest-") as tmp:
         if args.store == "postgresql":
             url, drop = scratch_postgres(args.postgres_admin)
         else:
             url, drop = f"sqlite:///{Path(tmp) / 'store.db'}", lambda: None
         try:
-            sessions, stream = prepare(url, args.results, Path(tmp))
+            sessions, stream = prepare(url, 3 * n, Path(tmp))
             rss_start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             started = time.perf_counter()
-            outcomes = [ingest.handle(sessions, raw) for raw in stream]
-            elapsed = time.perf_counter() - started
+            outcomes = [ingest.handle(sessions, raw) for raw in stream[:n]]
+            single_s = time.perf_counter() - started
+            started = time.perf_counter()
+            for at in range(n, 2 * n, args.batch):
+                outcomes += ingest.handle_batch(sessions, stream[at : min(at + args.batch, 2 * n)])
+            batched_s = time.perf_counter() - started
+            rss_end = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            rate, via_worker, rss_first, rss_last = through_worker(
+                sessions, url, stream[2 * n :], Path(tmp)
+            )
             with sessions() as session:
                 stored = session.scalar(select(func.count()).select_from(Result))
-            rss_end = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         finally:
             drop()
     kinds = {o: outcomes.count(o) for o in set(outcomes)}
+    print(f"{args.store}: {n} signed results ({SAMPLES} samples each) per mode")
+    print(f"  one at a time (handle)      : {n / single_s:5.0f} results/s ({single_s:.2f} s)")
     print(
-        f"{args.store}: {len(stream)} signed results ({SAMPLES} samples each) ingested in "
-        f"{elapsed:.2f} s = {len(stream) / elapsed:.0f} results/s by one worker; "
-        f"stored {stored}; outcomes {kinds}; peak RSS {rss_start:.0f} MB before, "
-        f"{rss_end:.0f} MB after"
+        f"  batches of {args.batch:<4} (handle_batch): {n / batched_s:5.0f} results/s "
+        f"({batched_s:.2f} s, {single_s / batched_s:.1f}x)"
+    )
+    print(
+        f"  the controller's worker     : {rate:5.0f} results/s ({via_worker} stored; "
+        f"worker RSS {rss_first or 0:.0f} MB at the first result, {rss_last or 0:.0f} MB at the last)"
+    )
+    print(
+        f"  stored {stored} of {len(stream)}; outcomes of 1 and 2: {kinds}; this process's peak "
+        f"RSS {rss_start:.0f} MB before 1, {rss_end:.0f} MB after 2"
     )
 
 

@@ -7,23 +7,33 @@ Every rule is in docs/SECURITY.md. A refusal raises repository.Rejected with its
 from __future__ import annotations
 
 import fnmatch
-from typing import Any
+from typing import Any, Optional
 
 from sqlalchemy.orm import Session
 
 from agents.contract import Registration
 from agents.contract.signing import device_key, signature_of, verify
 from orchestrator.store import repository
-from orchestrator.store.models import EnrollmentToken, utcnow
+from orchestrator.store.models import DeviceCredential, EnrollmentToken, utcnow
 from orchestrator.store.repository import Rejected, as_utc
 
 
-def authenticate(session: Session, wire: dict[str, Any], message: Any) -> str:
-    """The signature of `wire`, once it is known to come from `message.device`."""
+def authenticate(
+    session: Session,
+    wire: dict[str, Any],
+    message: Any,
+    credentials: Optional[dict[str, DeviceCredential]] = None,
+) -> str:
+    """The signature of `wire`, once it is known to come from `message.device`.
+
+    `credentials`: active credentials already loaded (repository.active_credentials) for a
+    batch of messages; a device not in it is looked up."""
     signature = signature_of(wire)
     if signature is None:
         raise Rejected("unsigned", f"unsigned {wire.get('kind')} message from {message.device}")
-    credential = repository.active_credential(session, message.device)
+    credential = (credentials or {}).get(message.device) or repository.active_credential(
+        session, message.device
+    )
     if (
         isinstance(message, Registration)
         and message.enrollment_token

@@ -37,7 +37,30 @@ return 0
 """
 
 
+# Drop the lease only if it is still held by the given (dead) holder.
+_DROP_IF = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
 log = logging.getLogger("edgebench.lease")
+
+
+def _died_here(holder: bytes | None) -> bool:
+    """Whether a lease holder ("host:pid") was a process of this host that no longer runs:
+    a controller killed here need not be waited out for LEASE_TTL_S."""
+    host, _, pid = (holder or b"").decode(errors="replace").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, another user's
+        return False
+    return False
 
 
 class LeaseHeld(RuntimeError):
@@ -51,9 +74,14 @@ class ControllerLease:
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
 
     def acquire(self, wait_s: float = LEASE_TTL_S + 5) -> None:
-        """Take the lease, waiting out one left by a controller that died without release."""
+        """Take the lease, waiting out one left by a controller that died without release
+        (unless it died on this host: then at once)."""
         deadline = time.monotonic() + wait_s
         while not self.client.set(LEASE_KEY, self.holder, nx=True, ex=LEASE_TTL_S):
+            other = self.client.get(LEASE_KEY)
+            if _died_here(other) and self.client.eval(_DROP_IF, 1, LEASE_KEY, other):
+                log.warning("took over the lease of %s, which is no longer running", other.decode())
+                continue
             if time.monotonic() > deadline:
                 other = self.client.get(LEASE_KEY)
                 raise LeaseHeld(

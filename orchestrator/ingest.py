@@ -1,5 +1,10 @@
 """Turns messages from the control queue into store changes. Idempotent; never crashes.
 
+`handle` applies one message in its own transaction; `handle_batch` applies the messages
+waiting on the queue together, in one transaction with a few statements for all of them
+(the controller's worker takes them in batches), and falls back to one at a time when any
+of them is refused, so each message still gets its own outcome.
+
 A malformed or unknown-version message is logged with its reason and dropped. Every
 agent message must be signed by its device (orchestrator.authentication); one refused for
 a security reason is logged, dropped and counted in rejected_messages. A database error is
@@ -65,6 +70,67 @@ def handle(sessions: sessionmaker[Session], raw: Any) -> str:
     return outcome
 
 
+def handle_batch(sessions: sessionmaker[Session], raws: list[Any]) -> list[str]:
+    """Apply several messages in order; returns handle's word for each.
+
+    Registrations (which may enroll a device, changing whose key signs what follows) are
+    applied on their own, in their place; the messages between them in one transaction.
+    """
+    outcomes: list[str] = [""] * len(raws)
+    run: list[tuple[int, Any, Any, dict]] = []
+    for index, raw in enumerate(raws):
+        try:
+            message = parse(raw)
+        except ContractError as exc:
+            log.warning("rejected message: %s", exc)
+            outcomes[index] = "rejected"
+            continue
+        if isinstance(message, Registration):
+            _apply_run(sessions, run, outcomes)
+            run = []
+            outcomes[index] = handle(sessions, raw)
+        else:
+            run.append((index, raw, message, raw if isinstance(raw, dict) else json.loads(raw)))
+    _apply_run(sessions, run, outcomes)
+    return outcomes
+
+
+def _apply_run(sessions: sessionmaker[Session], run: list, outcomes: list[str]) -> None:
+    """Heartbeats, starts and results in one transaction; one by one if any is refused."""
+    if len(run) <= 1:
+        for index, raw, _, _ in run:
+            outcomes[index] = handle(sessions, raw)
+        return
+    messages = [message for _, _, message, _ in run]
+    try:
+        with sessions.begin() as session:
+            credentials = repository.active_credentials(session, {m.device for m in messages})
+            locked = repository.lock_trials(
+                session,
+                {m.trial_id for m in messages if isinstance(m, (TrialStarted, TrialResult))},
+            )
+            for index, _, message, wire in run:
+                signature = authenticate(session, wire, message, credentials)
+                outcomes[index] = _apply(session, message, signature, locked)
+            for campaign_id in {
+                locked[m.trial_id].campaign_id
+                for m in messages
+                if isinstance(m, TrialResult) and m.trial_id in locked
+            }:
+                repository.settle_campaign(session, campaign_id)
+    except OperationalError as exc:
+        raise TransientStoreError(str(exc).splitlines()[0]) from exc
+    except (StoreError, SQLAlchemyError):
+        # Refused, a duplicate insert, or a row that does not fit: nothing of the batch was
+        # written. Each message again on its own, to store the rest and give each its word.
+        for index, raw, _, _ in run:
+            outcomes[index] = handle(sessions, raw)
+        return
+    for index, _, message, _ in run:
+        if isinstance(message, TrialResult):
+            log.info("TrialResult from %s: %s", message.device, outcomes[index])
+
+
 def _count(sessions: sessionmaker[Session], message: Any, wire: dict, exc: Rejected) -> None:
     """Log a refused message and count it, in a transaction of its own."""
     log.warning("rejected %s (%s): %s", wire.get("kind"), exc.reason, exc)
@@ -77,7 +143,8 @@ def _count(sessions: sessionmaker[Session], message: Any, wire: dict, exc: Rejec
         raise TransientStoreError(str(error).splitlines()[0]) from error
 
 
-def _apply(session: Session, message: Any, signature: str) -> str:
+def _apply(session: Session, message: Any, signature: str, locked: dict | None = None) -> str:
+    """`locked`: trials a batch locked beforehand (repository.lock_trials)."""
     if isinstance(message, Registration):
         device = repository.register_device(session, message)
         return f"registered {device.name}"
@@ -85,7 +152,8 @@ def _apply(session: Session, message: Any, signature: str) -> str:
         repository.record_heartbeat(session, message)
         return "heartbeat"
     if isinstance(message, TrialStarted):
-        return repository.record_started(session, message)
+        return repository.record_started(session, message, locked)
     if isinstance(message, TrialResult):
-        return repository.record_result(session, message, signature)
+        settle = locked is None  # a batch settles each of its campaigns once, at its end
+        return repository.record_result(session, message, signature, locked, settle)
     raise StoreError(f"{type(message).__name__} is not a control message")

@@ -6,11 +6,14 @@ import logging
 import os
 import signal
 import threading
+import time
 
 from celery import Celery
+from celery.worker import state as worker_state
+from celery_batches import Batches
 from sqlalchemy.orm import Session, sessionmaker
 
-from agents.contract import INGEST_TASK
+from agents.contract import CONTROL_QUEUE, INGEST_TASK
 from orchestrator import enrollment, ingest, scheduler
 from orchestrator.artifacts import http_server
 from orchestrator.controller_lease import ControllerLease
@@ -44,21 +47,96 @@ def prepare_database(settings: Settings) -> str:
 STORE_LOCK = threading.Lock()
 
 
+# The worker takes the messages waiting on the control queue in batches of up to this many
+# (celery-batches; the worker prefetches as many), each batch in one transaction. The first
+# message of a batch waits at most INGEST_WAIT_S for others to join it.
+INGEST_BATCH = 200
+INGEST_WAIT_S = 0.05
+STORE_RETRY_S = 2.0
+
+
+class IngestBatches(Batches):
+    """celery-batches' task base, with its flush timer started again after a reconnect.
+
+    When the broker connection drops, the worker clears its timers; Batches still believed
+    its timer was running, so messages waited for a full batch (minutes, at heartbeat
+    rates) before they were ingested. The worker asks for the strategy again on reconnect.
+    """
+
+    def Strategy(self, task, app, consumer):  # noqa: ANN001, N802
+        self._tref = None
+        return super().Strategy(task, app, consumer)
+
+
 def register_ingest(app: Celery, sessions: sessionmaker[Session], wake: threading.Event) -> None:
-    @app.task(name=INGEST_TASK, bind=True, max_retries=None)
-    def ingest_message(self, raw):  # noqa: ANN001
+    # A batch being ingested holds its messages unacknowledged: room for the next one too.
+    app.conf.worker_prefetch_multiplier = 2 * INGEST_BATCH
+
+    @app.task(
+        name=INGEST_TASK,
+        base=IngestBatches,
+        flush_every=INGEST_BATCH,
+        flush_interval=INGEST_WAIT_S,
+        acks_late=True,
+    )
+    def ingest_messages(requests):  # noqa: ANN001
+        raws = [request.args[0] if request.args else None for request in requests]
+        outcomes = apply_waiting(app, sessions, raws)
+        if any(o.startswith(("registered", "stored", "failed")) for o in outcomes):
+            wake.set()
+        return len(outcomes)
+
+
+def apply_waiting(app: Celery, sessions: sessionmaker[Session], raws: list) -> list[str]:
+    """Ingest a batch, waiting for the store while it is unreachable.
+
+    The messages are acknowledged once this returns, so it does not return before they are
+    stored, unless the worker is asked to stop: then they go back on the queue.
+    """
+    while True:
         try:
             with STORE_LOCK:
-                outcome = ingest.handle(sessions, raw)
+                return ingest.handle_batch(sessions, raws)
         except ingest.TransientStoreError as exc:
-            log.warning("store unavailable (%s); message will be retried", exc)
-            raise self.retry(countdown=2) from exc
-        except Exception:  # a bug must not take the controller down; log it loudly
+            if worker_state.should_stop is not None or worker_state.should_terminate is not None:
+                for raw in raws:
+                    app.send_task(INGEST_TASK, args=[raw], queue=CONTROL_QUEUE)
+                log.warning("store unavailable (%s); %d messages put back", exc, len(raws))
+                return []
+            log.warning("store unavailable (%s); trying again in %.0f s", exc, STORE_RETRY_S)
+            time.sleep(STORE_RETRY_S)
+        except Exception:  # a bug must not take the controller down, nor cost the batch
+            log.exception("unexpected error in a batch of %d messages; one by one", len(raws))
+            return one_by_one(sessions, raws)
+
+
+def one_by_one(sessions: sessionmaker[Session], raws: list) -> list[str]:
+    outcomes = []
+    for raw in raws:
+        try:
+            with STORE_LOCK:
+                outcomes.append(ingest.handle(sessions, raw))
+        except Exception:  # logged loudly; the message is dropped
             log.exception("unexpected error while ingesting a message; dropped")
-            return "error"
-        if outcome.startswith(("registered", "stored", "failed")):
-            wake.set()
-        return outcome
+            outcomes.append("error")
+    return outcomes
+
+
+def worker_argv(loglevel: str) -> list[str]:
+    """The controller's one Celery worker: a single thread consuming the control queue."""
+    return [
+        "worker",
+        # One thread ingests while the worker's main thread takes the next messages off the
+        # queue (solo would do one, then the other); still one ingest at a time.
+        "--pool=threads",
+        "--concurrency=1",
+        f"--queues={CONTROL_QUEUE}",
+        "--hostname=edgebench-controller@%h",
+        "--without-mingle",
+        "--without-gossip",
+        "--without-heartbeat",
+        f"--loglevel={loglevel}",
+    ]
 
 
 def start_artifact_server(settings: Settings) -> http_server.ArtifactServer | None:
@@ -150,18 +228,7 @@ def run(settings: Settings, broker_url: str, loglevel: str = "INFO") -> None:
     keeper = threading.Thread(target=lease.keep, args=(stop, lost), name="lease", daemon=True)
     keeper.start()
     try:
-        app.worker_main(
-            argv=[
-                "worker",
-                "--pool=solo",
-                "--queues=edgebench.control",
-                "--hostname=edgebench-controller@%h",
-                "--without-mingle",
-                "--without-gossip",
-                "--without-heartbeat",
-                f"--loglevel={loglevel}",
-            ]
-        )
+        app.worker_main(argv=worker_argv(loglevel))
     finally:
         stop.set()
         wake.set()

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from agents.contract import Heartbeat, Registration, TrialResult, TrialStarted
 from orchestrator.campaigns.matrix import Plan
@@ -264,8 +264,30 @@ def requeue(session: Session, trial: Trial, note: str) -> None:
     trial.note = note
 
 
-def record_started(session: Session, message: TrialStarted) -> str:
-    trial = session.get(Trial, message.trial_id, with_for_update=True)
+def lock_trials(session: Session, trial_ids: set[int]) -> dict[int, Trial]:
+    """Row-lock several trials at once (in id order), with their device and result loaded:
+    what record_started and record_result need, in two statements instead of a few each."""
+    query = (
+        select(Trial)
+        .where(Trial.id.in_(sorted(trial_ids)))
+        .order_by(Trial.id)
+        .options(joinedload(Trial.device), selectinload(Trial.result))
+        .with_for_update(of=Trial)
+    )
+    return {trial.id: trial for trial in session.scalars(query)}
+
+
+def _locked_trial(session: Session, trial_id: int, locked: dict[int, Trial] | None) -> Trial | None:
+    if locked is not None:
+        return locked.get(trial_id)
+    return session.get(Trial, trial_id, with_for_update=True)
+
+
+def record_started(
+    session: Session, message: TrialStarted, locked: dict[int, Trial] | None = None
+) -> str:
+    """`locked`: the trials lock_trials returned, when the caller locked a batch of them."""
+    trial = _locked_trial(session, message.trial_id, locked)
     if trial is None:
         raise Rejected("not_assigned", f"start of unknown trial {message.trial_id}")
     if trial.device.name != message.device:
@@ -276,13 +298,21 @@ def record_started(session: Session, message: TrialStarted) -> str:
     return "running"
 
 
-def record_result(session: Session, message: TrialResult, signature: str | None = None) -> str:
+def record_result(
+    session: Session,
+    message: TrialResult,
+    signature: str | None = None,
+    locked: dict[int, Trial] | None = None,
+    settle: bool = True,
+) -> str:
     """Store a result once. Returns what happened: stored, failed, duplicate or ignored.
 
     `signature` is the message's; once a result finished the trial, the same signature again
-    is a redelivery (duplicate) and another one for that attempt a replay (Rejected)."""
+    is a redelivery (duplicate) and another one for that attempt a replay (Rejected).
+    `locked`: as for record_started. `settle=False` leaves settle_campaign to the caller
+    (a batch settles each campaign once)."""
     # Row lock: a concurrent cancel or dispatch waits, and we see its outcome (PostgreSQL).
-    trial = session.get(Trial, message.trial_id, with_for_update=True)
+    trial = _locked_trial(session, message.trial_id, locked)
     if trial is None:
         raise Rejected("not_assigned", f"result for unknown trial {message.trial_id}")
     if trial.device.name != message.device:
@@ -310,7 +340,8 @@ def record_result(session: Session, message: TrialResult, signature: str | None 
     if trial.result is not None:
         if trial.state != DONE:  # measured once already: that measurement stands
             trial.state, trial.error = DONE, None
-            settle_campaign(session, trial.campaign_id)
+            if settle:
+                settle_campaign(session, trial.campaign_id)
         return "duplicate"
     if trial.state in TERMINAL:
         return f"ignored ({trial.state})"
@@ -320,11 +351,12 @@ def record_result(session: Session, message: TrialResult, signature: str | None 
     if message.status == "failed" or message.summary is None:
         trial.state = FAILED
         trial.error = message.error or "the agent reported a failure without a reason"
-        settle_campaign(session, trial.campaign_id)
+        if settle:
+            settle_campaign(session, trial.campaign_id)
         return "failed"
     summary = message.summary
     result = Result(
-        trial_id=trial.id,
+        trial=trial,
         attempt=message.attempt,
         boot_id=message.boot_id,
         **summary.model_dump(),
@@ -355,11 +387,12 @@ def record_result(session: Session, message: TrialResult, signature: str | None 
         accuracy=message.accuracy,
         accuracy_n=message.accuracy_n,
     )
+    # Inserted at the next flush, with the samples: a batch inserts all its rows at once.
+    result.samples = ResultSamples(samples_ns=list(message.samples_ns))
     session.add(result)
-    session.flush()
-    session.add(ResultSamples(result_id=result.id, samples_ns=list(message.samples_ns)))
     trial.state, trial.error = DONE, None
-    settle_campaign(session, trial.campaign_id)
+    if settle:
+        settle_campaign(session, trial.campaign_id)
     return "stored"
 
 
@@ -437,6 +470,16 @@ def active_credential(session: Session, device_name: str) -> DeviceCredential | 
         .join(Device, Device.id == DeviceCredential.device_id)
         .where(Device.name == device_name, DeviceCredential.revoked_at.is_(None))
     )
+
+
+def active_credentials(session: Session, device_names: set[str]) -> dict[str, DeviceCredential]:
+    """active_credential of several devices in one query; devices without one are absent."""
+    rows = session.execute(
+        select(Device.name, DeviceCredential)
+        .join(Device, Device.id == DeviceCredential.device_id)
+        .where(Device.name.in_(sorted(device_names)), DeviceCredential.revoked_at.is_(None))
+    )
+    return {name: credential for name, credential in rows}
 
 
 def had_credentials(session: Session, device_name: str) -> bool:

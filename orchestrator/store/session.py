@@ -44,7 +44,11 @@ def engine_for(url: str) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # insertmanyvalues_page_size: a batch of results is inserted in statements of this many
+    # rows. psycopg converts each statement's placeholders in Python, at a cost that grows
+    # faster than the row count; 8 rows ingested 1.5x faster than SQLAlchemy's 1,000
+    # (bench/ingest_rate.py, docs/RELIABILITY.md).
+    return create_engine(url, pool_pre_ping=True, insertmanyvalues_page_size=8)
 
 
 def session_factory(url: str) -> sessionmaker[Session]:

@@ -3,6 +3,8 @@ real Redis, real store); helpers shared by the scenarios."""
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 from sqlalchemy import select
@@ -12,6 +14,10 @@ from tests.e2e import conftest as e2e
 from tests.e2e.conftest import Fleet
 
 fleet = e2e.fleet  # the fixture, reused
+
+# How often the broker, controller and PostgreSQL scenarios inject their fault in one
+# campaign: 2 in the reduced suite (CI), more for the full run (docs/RELIABILITY.md).
+REPEATS = int(os.environ.get("EDGEBENCH_FAULT_REPEATS", "2"))
 
 FAST_POLICY = {"warmup_s": 0.1, "min_queries": 10, "min_s": 0.3, "max_s": 3}
 
@@ -68,3 +74,28 @@ def settled(fleet: Fleet, campaign_id: int):
 def device_boot(fleet: Fleet, name: str) -> str | None:
     with fleet.sessions() as session:
         return session.scalar(select(Device.boot_id).where(Device.name == name))
+
+
+def done_count(fleet: Fleet, campaign_id: int) -> int:
+    return sum(t.state == "done" for t in trials_of(fleet, campaign_id))
+
+
+def repeat_fault(fleet: Fleet, campaign_id: int, inject, label: str) -> list[float]:
+    """Inject a fault REPEATS times into a running campaign, each once the campaign has made
+    progress; `inject()` returns when the fault is repaired. Returns, for each, the seconds
+    from the repair to the next trial done (the time to recover)."""
+    recoveries = []
+    for repetition in range(REPEATS):
+        before = done_count(fleet, campaign_id)
+        fleet.wait_until(
+            lambda b=before: done_count(fleet, campaign_id) >= b + 2, 120, "the campaign to go on"
+        )
+        at_fault = done_count(fleet, campaign_id)
+        inject()
+        repaired = time.monotonic()
+        fleet.wait_until(
+            lambda a=at_fault: done_count(fleet, campaign_id) > a, 120, f"progress after {label}"
+        )
+        recoveries.append(time.monotonic() - repaired)
+        print(f"{label} {repetition + 1}/{REPEATS}: next trial done {recoveries[-1]:.1f} s after")
+    return recoveries

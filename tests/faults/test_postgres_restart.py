@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy
 
 from tests.faults import invariants
-from tests.faults.conftest import online, settled, submit, trials_of
+from tests.faults.conftest import REPEATS, online, repeat_fault, settled, submit
 
 pytestmark = pytest.mark.e2e
 
@@ -73,26 +73,29 @@ def test_postgres_restarted_while_results_are_ingested(restartable_postgres, fle
     for name in names:
         fleet.start_agent(name)
     fleet.wait_until(online(fleet, *names), 60, "the agents to register")
-    campaign = submit(fleet, tmp_path, "pg-restart", names, batch_sizes=[1, 2, 4], repeats=3)
-    fleet.wait_until(
-        lambda: sum(t.state == "done" for t in trials_of(fleet, campaign)) >= 2,
-        60,
-        "the campaign to get going",
+    campaign = submit(
+        fleet, tmp_path, "pg-restart", names, batch_sizes=[1, 2, 4], repeats=max(3, 2 * REPEATS)
     )
-    before = sum(t.state == "done" for t in trials_of(fleet, campaign))
-    down = time.monotonic()
-    stopped = _pg(restartable_postgres, "stop")
-    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-    time.sleep(OUTAGE_S)  # results keep arriving: ingest fails, the messages wait
-    started = _pg(restartable_postgres, "start")
-    assert started.returncode == 0, started.stdout + started.stderr
-    fleet.wait_until(lambda: _reachable(fleet.database_url), 60, "PostgreSQL to accept clients")
+    downtimes = []
+
+    def outage():
+        down = time.monotonic()
+        stopped = _pg(restartable_postgres, "stop")
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        time.sleep(OUTAGE_S)  # results keep arriving: ingest fails, the messages wait
+        started = _pg(restartable_postgres, "start")
+        assert started.returncode == 0, started.stdout + started.stderr
+        fleet.wait_until(lambda: _reachable(fleet.database_url), 60, "PostgreSQL to accept")
+        downtimes.append(time.monotonic() - down)
+
+    recoveries = repeat_fault(fleet, campaign, outage, "postgres back")
     back = time.monotonic()
-    trials = fleet.wait_until(settled(fleet, campaign), 120, "the campaign to finish")
-    recovered = time.monotonic() - back
+    trials = fleet.wait_until(settled(fleet, campaign), 180, "the campaign to finish")
     print(
-        f"postgres restart: down {back - down:.1f} s with {before}/{len(trials)} trials done; "
-        f"the campaign finished {recovered:.1f} s after it came back"
+        f"postgres restart x{len(recoveries)}: {len(trials)} trials; down "
+        f"{', '.join(f'{d:.1f}' for d in downtimes)} s; next trial done "
+        f"{', '.join(f'{r:.1f}' for r in recoveries)} s after each restart; the campaign "
+        f"finished {time.monotonic() - back:.1f} s after the last"
     )
     invariants.assert_holds(fleet.database_url, campaign)
     assert {t.state for t in trials} == {"done"}, [(t.id, t.state, t.error) for t in trials]

@@ -232,3 +232,95 @@ def test_result_from_another_agent_process_than_the_attempt_was_sent_to_is_refus
     trial_id, attempt = dispatch_one(sessions, campaign_id)
     assert ingest.handle(sessions, result(trial_id, attempt, boot="boot-impostor")) == "refused"
     assert ingest.handle(sessions, result(trial_id, attempt, boot="boot-a")) == "stored"
+
+
+# -- batches: what the controller's worker does with the messages waiting on its queue ---
+
+
+def started(trial_id, attempt, device="dev-a", boot="boot-a"):
+    return envelope(
+        TrialStarted(trial_id=trial_id, attempt=attempt, device=device, boot_id=boot, sent_at=1)
+    )
+
+
+def test_a_batch_gives_each_message_the_outcome_it_would_get_alone(world):
+    sessions, campaign_id = world
+    sent = [dispatch_one(sessions, campaign_id) for _ in range(4)]
+    first = result(*sent[0])
+    batch = [
+        envelope(Heartbeat(device="dev-a", boot_id="boot-a", sent_at=time.time())),
+        *[started(*trial) for trial in sent],
+        first,
+        json.dumps(first),  # the same result delivered twice, once as text
+        "not json",
+        registration("dev-c", "boot-c"),  # enrolls dev-c: its heartbeat below is signed by it
+        envelope(Heartbeat(device="dev-c", boot_id="boot-c", sent_at=time.time())),
+        *[result(*trial) for trial in sent[1:]],
+    ]
+    outcomes = ingest.handle_batch(sessions, batch)
+    assert outcomes == [
+        "heartbeat",
+        *["running"] * 4,
+        "stored",
+        "duplicate",
+        "rejected",
+        "registered dev-c",
+        "heartbeat",
+        *["stored"] * 3,
+    ]
+    with sessions() as session:
+        trials = session.scalars(select(Trial).where(Trial.campaign_id == campaign_id)).all()
+        assert {t.state for t in trials} == {"done"}
+        assert session.scalar(select(func.count()).select_from(Result)) == 4
+        assert session.scalar(select(func.count()).select_from(ResultSamples)) == 4
+        campaign = session.get(Campaign, campaign_id)
+        assert campaign.state == "done" and campaign.finished_at is not None
+        assert session.scalar(select(Device).where(Device.name == "dev-c")).last_heartbeat_at
+
+
+def test_one_refused_message_does_not_cost_the_rest_of_its_batch(world):
+    sessions, campaign_id = world
+    sent = [dispatch_one(sessions, campaign_id) for _ in range(3)]
+    batch = [
+        result(*sent[0]),
+        result("e" * 32, 1),  # no such trial: refused and counted
+        result(*sent[1], boot="boot-impostor"),  # not the agent process it was sent to
+        result(*sent[2]),
+    ]
+    assert ingest.handle_batch(sessions, batch) == ["stored", "rejected", "refused", "stored"]
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Result)) == 2
+        assert repository.rejection_counts(session, "dev-a") == {"not_assigned": 1}
+        states = {t.id: t.state for t in session.scalars(select(Trial))}
+    assert [states[trial_id] for trial_id, _ in sent] == ["done", "queued", "done"]
+
+
+def test_a_batch_that_the_store_cannot_take_is_retried_whole(world, store_url):
+    """A store error that may pass (here: a row lock not granted in time) raises
+    TransientStoreError and writes nothing; the worker applies the batch again later."""
+    if not store_url.startswith("postgresql"):
+        pytest.skip("SQLite has no row locks")
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.orm import sessionmaker
+
+    sessions, campaign_id = world
+    sent = [dispatch_one(sessions, campaign_id) for _ in range(2)]
+    batch = [result(*trial) for trial in sent]
+    impatient = create_engine(sessions.kw["bind"].url)
+
+    @event.listens_for(impatient, "connect")
+    def _lock_timeout(dbapi_connection, _record):  # noqa: ANN001
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '100ms'")
+        dbapi_connection.commit()
+
+    try:
+        with sessions.begin() as holder:  # another transaction holds one trial's row
+            holder.execute(select(Trial).where(Trial.id == sent[1][0]).with_for_update())
+            with pytest.raises(ingest.TransientStoreError, match="lock"):
+                ingest.handle_batch(sessionmaker(impatient), batch)
+    finally:
+        impatient.dispose()
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Result)) == 0
+    assert ingest.handle_batch(sessions, batch) == ["stored", "stored"]
