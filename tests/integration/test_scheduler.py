@@ -9,9 +9,17 @@ from datetime import timedelta
 
 import pytest
 import redis
-from sqlalchemy import select
+from sqlalchemy import event, select
 
-from agents.contract import Registration, TrialSpec, agent_queue, parse
+from agents.contract import (
+    LatencySummary,
+    Registration,
+    TrialResult,
+    TrialSpec,
+    agent_queue,
+    parse,
+)
+from agents.contract.statistics import summarize_ns
 from orchestrator import planning, scheduler
 from orchestrator.artifacts.registry import build_and_register
 from orchestrator.campaigns.spec import parse_spec
@@ -225,3 +233,79 @@ def test_held_note_only_for_offline_devices(setup):
         assert scheduler.held_note(trial, trial.device, now, SETTINGS) == (
             "held: dev is offline; attempt 0 resumes when it is back"
         )
+
+
+def _result(trial: Trial, boot_id: str = "b1", attempt: int | None = None) -> TrialResult:
+    return TrialResult(
+        trial_id=trial.id,
+        attempt=attempt or trial.attempt,
+        device="dev",
+        boot_id=boot_id,
+        status="ok",
+        summary=LatencySummary(**summarize_ns([10_000, 11_000, 12_000])),
+        samples_ns=[10_000, 11_000, 12_000],
+        sent_at=time.time(),
+    )
+
+
+def test_a_device_whose_result_is_in_gets_its_next_trial_without_waiting_for_a_heartbeat(
+    setup,
+):
+    sessions, app, client = setup
+    scheduler.dispatch(sessions, app, SETTINGS)
+    first = trials(sessions)[0]
+    # A heartbeat during the trial reported it; the agent's next one comes seconds later.
+    edit(sessions, first.id, state="running", started_at=utcnow())
+    edit_device(sessions, current_trial=first.id, last_heartbeat_at=utcnow())
+    with sessions.begin() as session:
+        assert repository.record_result(session, _result(first)) == "stored"
+    assert scheduler.dispatch(sessions, app, SETTINGS) == 1
+    assert sorted(s.trial_id for s in queued_specs(client)) == sorted(
+        t.id for t in trials(sessions)
+    )
+
+
+def test_a_result_of_an_earlier_attempt_leaves_the_device_busy(setup):
+    sessions, app, client = setup
+    scheduler.dispatch(sessions, app, SETTINGS)
+    first = trials(sessions)[0]
+    edit(sessions, first.id, state="running", started_at=utcnow())
+    edit_device(sessions, boot_id="b2", last_heartbeat_at=utcnow())  # the agent restarted
+    scheduler.dispatch(sessions, app, SETTINGS)  # attempt 2, to the new agent process
+    edit(sessions, first.id, state="running", started_at=utcnow())
+    edit_device(sessions, current_trial=first.id, last_heartbeat_at=utcnow())
+    with sessions.begin() as session:  # attempt 1's result, from the old process' outbox
+        assert repository.record_result(session, _result(first, attempt=1)) == "stored"
+    assert trials(sessions)[0].state == "done"
+    assert scheduler.dispatch(sessions, app, SETTINGS) == 0  # it still runs attempt 2
+
+
+def test_a_round_with_busy_devices_costs_a_few_statements_not_some_per_device(setup):
+    sessions, app, _ = setup
+    with sessions.begin() as session:
+        for index in range(20):
+            device = repository.register_device(
+                session,
+                Registration(
+                    device=f"busy-{index}", boot_id="b1", agent_version="t", facts=FACTS, sent_at=0
+                ),
+            )
+            trial = session.scalars(select(Trial)).first()
+            session.add(
+                Trial(**{c: getattr(trial, c) for c in ("campaign_id", "model_id", "runtime",
+                    "requested_device", "precision", "scenario", "policy", "timeout_s")},
+                    id=f"{index:032d}", device_id=device.id, seq=10 + index, batch_size=1,
+                    state="running", attempt=1, boot_id="b1", started_at=utcnow())
+            )  # fmt: skip
+            device.current_trial = f"{index:032d}"
+    for name in ("dev", "other"):  # offline: nothing to send this round
+        edit_device(sessions, name, last_heartbeat_at=utcnow() - timedelta(minutes=5))
+    statements = []
+    engine = sessions.kw["bind"]
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        scheduler.dispatch(sessions, app, SETTINGS)
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert len(statements) < 15, "\n".join(statements)  # was 2 per busy device, 44 here
