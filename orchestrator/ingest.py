@@ -109,9 +109,11 @@ def _apply_run(sessions: sessionmaker[Session], run: list, outcomes: list[str]) 
                 session,
                 {m.trial_id for m in messages if isinstance(m, (TrialStarted, TrialResult))},
             )
+            beating = {m.device for m in messages if isinstance(m, Heartbeat)}
+            devices = repository.devices_named(session, beating) if beating else {}
             for index, _, message, wire in run:
                 signature = authenticate(session, wire, message, credentials)
-                outcomes[index] = _apply(session, message, signature, locked)
+                outcomes[index] = _apply(session, message, signature, locked, devices)
             for campaign_id in {
                 locked[m.trial_id].campaign_id
                 for m in messages
@@ -143,13 +145,19 @@ def _count(sessions: sessionmaker[Session], message: Any, wire: dict, exc: Rejec
         raise TransientStoreError(str(error).splitlines()[0]) from error
 
 
-def _apply(session: Session, message: Any, signature: str, locked: dict | None = None) -> str:
-    """`locked`: trials a batch locked beforehand (repository.lock_trials)."""
+def _apply(
+    session: Session,
+    message: Any,
+    signature: str,
+    locked: dict | None = None,
+    devices: dict | None = None,
+) -> str:
+    """`locked`, `devices`: the trials and devices a batch loaded beforehand."""
     if isinstance(message, Registration):
         device = repository.register_device(session, message)
         return f"registered {device.name}"
     if isinstance(message, Heartbeat):
-        repository.record_heartbeat(session, message)
+        repository.record_heartbeat(session, message, devices)
         return "heartbeat"
     if isinstance(message, TrialStarted):
         return repository.record_started(session, message, locked)

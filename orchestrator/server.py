@@ -47,25 +47,42 @@ def prepare_database(settings: Settings) -> str:
 STORE_LOCK = threading.Lock()
 
 
-# The worker takes the messages waiting on the control queue in batches of up to this many
-# (celery-batches; the worker prefetches as many), each batch in one transaction. The first
-# message of a batch waits at most INGEST_WAIT_S for others to join it.
+# The worker takes the messages waiting on the control queue in batches (celery-batches),
+# each in one transaction: of about this many, up to twice as many after a long one (the
+# worker prefetches that many). The first message of a batch waits at least INGEST_WAIT_S
+# for others to join it, and for as long as the batch before is being ingested.
 INGEST_BATCH = 200
 INGEST_WAIT_S = 0.05
 STORE_RETRY_S = 2.0
 
 
 class IngestBatches(Batches):
-    """celery-batches' task base, with its flush timer started again after a reconnect.
+    """celery-batches' task base, changed in two ways:
 
-    When the broker connection drops, the worker clears its timers; Batches still believed
-    its timer was running, so messages waited for a full batch (minutes, at heartbeat
-    rates) before they were ingested. The worker asks for the strategy again on reconnect.
+    * A batch is cut only when the ingest thread is free: the messages that arrive while it
+      works wait in the buffer and go as the next batch. Cut every INGEST_WAIT_S regardless,
+      a backlog became many batches of one or two messages queued for the one thread, each
+      paying a transaction and the store lock (bench/load_run.py: 12 s from a result's
+      arrival to its ingest, with 50 agents).
+    * Its flush timer is started again after a reconnect. When the broker connection drops,
+      the worker clears its timers; Batches still believed its timer was running, so
+      messages waited for a full batch (minutes, at heartbeat rates) before they were
+      ingested. The worker asks for the strategy again on reconnect.
     """
+
+    ingesting = False  # a batch is with the ingest thread (set here, cleared by the task)
 
     def Strategy(self, task, app, consumer):  # noqa: ANN001, N802
         self._tref = None
         return super().Strategy(task, app, consumer)
+
+    def _do_flush(self) -> None:
+        if not self.ingesting:  # else the timer comes back in INGEST_WAIT_S
+            super()._do_flush()
+
+    def flush(self, requests):  # noqa: ANN001
+        self.ingesting = True
+        return super().flush(requests)
 
 
 def register_ingest(app: Celery, sessions: sessionmaker[Session], wake: threading.Event) -> None:
@@ -75,13 +92,17 @@ def register_ingest(app: Celery, sessions: sessionmaker[Session], wake: threadin
     @app.task(
         name=INGEST_TASK,
         base=IngestBatches,
+        bind=True,
         flush_every=INGEST_BATCH,
         flush_interval=INGEST_WAIT_S,
         acks_late=True,
     )
-    def ingest_messages(requests):  # noqa: ANN001
-        raws = [request.args[0] if request.args else None for request in requests]
-        outcomes = apply_waiting(app, sessions, raws)
+    def ingest_messages(self, requests):  # noqa: ANN001
+        try:
+            raws = [request.args[0] if request.args else None for request in requests]
+            outcomes = apply_waiting(app, sessions, raws)
+        finally:
+            self.ingesting = False
         if any(o.startswith(("registered", "stored", "failed")) for o in outcomes):
             wake.set()
         return len(outcomes)

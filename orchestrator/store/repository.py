@@ -82,8 +82,20 @@ def register_device(session: Session, message: Registration) -> Device:
     return device
 
 
-def record_heartbeat(session: Session, message: Heartbeat) -> Device:
-    device = session.scalar(select(Device).where(Device.name == message.device))
+def devices_named(session: Session, names: set[str]) -> dict[str, Device]:
+    """Several devices by name, in one query (a batch of heartbeats)."""
+    query = select(Device).where(Device.name.in_(sorted(names)))
+    return {device.name: device for device in session.scalars(query)}
+
+
+def record_heartbeat(
+    session: Session, message: Heartbeat, known: dict[str, Device] | None = None
+) -> Device:
+    """`known`: the devices devices_named loaded, when the caller loaded a batch of them."""
+    if known is not None:
+        device = known.get(message.device)
+    else:
+        device = session.scalar(select(Device).where(Device.name == message.device))
     if device is None or device.retired:
         raise StoreError(f"heartbeat from unregistered or retired device {message.device}")
     if device.boot_id != message.boot_id:
