@@ -3,8 +3,9 @@ address on a private bridge and a real OpenSSH server. The controller (this proc
 namespace) reaches them over veth links, and cutting a link cuts the host off.
 
 Namespaces share the file system, so paths the controller writes resolve in them too.
-Needs root, `ip` (iproute2) and `/usr/sbin/sshd` (openssh-server). Used by the tests and by
-bench/netns_fleet.py.
+Needs root, `ip` (iproute2) and `/usr/sbin/sshd` (openssh-server; not with `sshd=False`, for
+hosts whose processes the caller starts itself with `ip netns exec`). Used by the tests and
+by bench/netns_fleet.py.
 
     lab = NetnsLab(workdir, count=3); lab.start()
     ... ssh root@lab.hosts[0].address -i lab.client_key ...
@@ -46,14 +47,15 @@ LogLevel VERBOSE
 """
 
 
-def unavailable() -> Optional[str]:
-    """Why device hosts cannot be made here, or None when they can."""
+def unavailable(sshd: bool = True) -> Optional[str]:
+    """Why device hosts (with an sshd each, unless `sshd` is False) cannot be made here, or
+    None when they can."""
     if os.geteuid() != 0:
         return "network namespaces need root"
-    for tool in ("ip", "ssh-keygen"):
+    for tool in ("ip", "ssh-keygen") if sshd else ("ip",):
         if shutil.which(tool) is None:
             return f"`{tool}` is not installed (apt-get install iproute2 openssh-client)"
-    if not os.access(SSHD, os.X_OK):
+    if sshd and not os.access(SSHD, os.X_OK):
         return f"{SSHD} is not installed (apt-get install openssh-server)"
     probe = f"{NAME_PREFIX}probe{os.getpid()}"
     made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
@@ -163,6 +165,7 @@ class NetnsLab:
     workdir: Path
     count: int = 3
     hosts: list[DeviceHost] = field(default_factory=list)
+    sshd: bool = True  # False: no keys, no sshd; only the namespaces and their links
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -190,9 +193,10 @@ class NetnsLab:
             raise RuntimeError(f"a lab of this process ({self.tag}) is already running")
         try:
             self._network()
-            self._keys()
-            for host in self.hosts:
-                self._start_sshd(host)
+            if self.sshd:
+                self._keys()
+                for host in self.hosts:
+                    self._start_sshd(host)
         except BaseException:
             self.stop()
             raise
@@ -291,11 +295,11 @@ class NetnsLab:
         self.hosts.clear()
 
 
-def started_lab(workdir: Path, count: int) -> NetnsLab:
+def started_lab(workdir: Path, count: int, sshd: bool = True) -> NetnsLab:
     """A running lab, or the test skipped (a failure in CI) with the reason."""
     from tests.conftest import missing_service
 
-    reason = unavailable()
+    reason = unavailable(sshd)
     if reason is not None:
         missing_service(f"device hosts in network namespaces: {reason}")
-    return NetnsLab(workdir, count=count).start()
+    return NetnsLab(workdir, count=count, sshd=sshd).start()
