@@ -23,6 +23,8 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 
 from celery import Celery
 from kombu.exceptions import OperationalError as KombuOperationalError
+from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual as kombu_virtual
 
 from agents import __version__, credentials
 from agents.contract import (
@@ -48,6 +50,34 @@ log = logging.getLogger("edgebench.agent")
 SEND_RETRY = {"max_retries": 5, "interval_start": 0.5, "interval_step": 1.0, "interval_max": 5}
 
 
+class _AckQoS(kombu_redis.QoS):
+    """kombu's Redis QoS, except that an ack always frees its prefetch slot.
+
+    Stock kombu removes the delivery from Redis' unacked set first and, when that fails on
+    a dropped connection, never forgets the delivery: with prefetch 1 the worker then takes
+    no other message for ever (Celery logs "Couldn't ack" and goes on without consuming;
+    the agent stays online, idle, and every trial sent to it times out). Seen on a lossy
+    link (tests/faults/test_link_faults.py). The error still reaches Celery, which logs it;
+    the message, left in the unacked set, comes back after the visibility timeout and is
+    dropped then (its trial ran, or was sent to an earlier run of the agent)."""
+
+    def ack(self, delivery_tag: Any) -> None:
+        try:
+            self._remove_from_indices(delivery_tag).execute()
+        finally:
+            kombu_virtual.QoS.ack(self, delivery_tag)
+
+
+class _AgentChannel(kombu_redis.Channel):
+    QoS = _AckQoS
+
+
+class AgentRedisTransport(kombu_redis.Transport):
+    """The Redis transport for agents (redis:// and rediss://): see _AckQoS."""
+
+    Channel = _AgentChannel
+
+
 def celery_app(broker_url: str, name: str, broker_ca: Optional[Path] = None) -> Celery:
     app = Celery(f"edgebench-agent-{name}", broker=broker_url, set_as_current=False)
     app.conf.update(
@@ -62,9 +92,16 @@ def celery_app(broker_url: str, name: str, broker_ca: Optional[Path] = None) -> 
         broker_connection_max_retries=None,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
+        # No remote control (celery inspect/control; nothing here uses it): its pidbox is a
+        # third broker connection and a dozen round trips more at each consumer start, and
+        # when that connection drops the whole consumer restarts. On a 300 ms link it made
+        # every reconnect ~8 s longer (tests/faults/test_link_faults.py).
+        worker_enable_remote_control=False,
         task_default_queue=agent_queue(name),
         broker_use_ssl=broker_ssl_options(broker_url, broker_ca),
     )
+    if broker_url.split("://", 1)[0] in ("redis", "rediss"):
+        app.conf.broker_transport = f"{__name__}:AgentRedisTransport"
     return app
 
 
@@ -189,15 +226,7 @@ class Agent:
         self._done.add((spec.trial_id, spec.attempt))
         self.current = spec
         try:
-            self.send(
-                TrialStarted(
-                    trial_id=spec.trial_id,
-                    attempt=spec.attempt,
-                    device=self.name,
-                    boot_id=self.boot_id,
-                    sent_at=time.time(),
-                )
-            )
+            self.send_started(spec)
             outcome = self.run_in_subprocess(spec)
             result = TrialResult(
                 trial_id=spec.trial_id,
@@ -223,9 +252,39 @@ class Agent:
             tmp = path.with_suffix(".tmp")
             tmp.write_text(wire)
             os.replace(tmp, path)
-            self.flush_outbox()
+            try:
+                self.flush_outbox()
+            except Exception as exc:  # the link is down: the heartbeat loop sends it later
+                log.warning(
+                    "result of trial %s attempt %d kept in the outbox, not sent yet: %s",
+                    spec.trial_id,
+                    spec.attempt,
+                    exc,
+                )
         finally:
             self.current = None
+
+    def send_started(self, spec: TrialSpec) -> None:
+        """Tell the controller the trial runs. Best effort: when the link fails the message,
+        the trial runs anyway (heartbeats name it as the current trial, and its result,
+        kept in the outbox until it is sent, settles it), rather than losing the attempt."""
+        try:
+            self.send(
+                TrialStarted(
+                    trial_id=spec.trial_id,
+                    attempt=spec.attempt,
+                    device=self.name,
+                    boot_id=self.boot_id,
+                    sent_at=time.time(),
+                )
+            )
+        except Exception as exc:
+            log.warning(
+                "could not report the start of trial %s attempt %d (%s); running it anyway",
+                spec.trial_id,
+                spec.attempt,
+                exc,
+            )
 
     def run_in_subprocess(self, spec: TrialSpec) -> Dict[str, Any]:
         with tempfile.TemporaryDirectory(dir=self.work_dir, prefix="trial-") as tmp:
@@ -270,6 +329,12 @@ class Agent:
                 break
             except (KombuOperationalError, OSError) as exc:  # broker not reachable yet: wait
                 log.warning("cannot reach the broker (%s); retrying in 5 s", exc)
+                time.sleep(5)
+            except AttributeError as exc:
+                # kombu's Redis channel, when a connection drops under a publish, can be
+                # left without its connection and fail the retry this way (seen on a lossy
+                # link, tests/faults/test_link_faults.py): a dropped link, not a bug here.
+                log.warning("the broker connection dropped (%r); retrying in 5 s", exc)
                 time.sleep(5)
         thread = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         thread.start()

@@ -1,6 +1,10 @@
 """Sends pending trials to idle online devices, one at a time per device, and re-queues
 trials whose agent lost them (restarted, or stopped reporting them).
 
+A device that goes offline keeps its trials for a while (it may come back with a result in
+its outbox), but not for ever: once it has been away longer than a trial's lease (the
+trial's time limit + LEASE_GRACE_S), that trial fails, naming the device.
+
 One outstanding trial per device keeps a device from measuring two things at once,
 makes cancellation immediate, and lets the store, not the broker, hold the queue.
 """
@@ -108,27 +112,104 @@ def lost_reason(trial: Trial, device: Device, now: datetime, settings: Settings)
     return None
 
 
+def lease_of(trial: Trial) -> timedelta:
+    """How long the controller waits for a trial's result once it started."""
+    return timedelta(seconds=trial.timeout_s + LEASE_GRACE_S)
+
+
+def _offline_since(device: Device) -> str:
+    seen = repository.as_utc(device.last_heartbeat_at)
+    return f"no heartbeat since {seen:%H:%M:%S} UTC" if seen else "no heartbeat yet"
+
+
+def _fail(session: Session, trial: Trial, now: datetime, error: str) -> None:
+    trial.state, trial.finished_at, trial.error = FAILED, now, error
+    repository.settle_campaign(session, trial.campaign_id)
+
+
 def reap(session: Session, settings: Settings) -> int:
-    """Re-queue trials whose agent lost them; fail those past their lease. Returns a count."""
+    """Re-queue trials whose agent lost them; fail those past their lease, and those of a
+    device offline for longer than their lease. Returns a count."""
     now = utcnow()
     changed = 0
     for trial in repository.open_trials(session):
         device = trial.device
+        online = repository.is_online(device, now, settings.offline_after_s)
         reason = lost_reason(trial, device, now, settings)
+        lease = lease_of(trial)
         if reason is not None:
             repository.requeue(session, trial, reason)
-        elif trial.state == RUNNING and repository.is_online(device, now, settings.offline_after_s):
-            lease = timedelta(seconds=trial.timeout_s + LEASE_GRACE_S)
+        elif trial.state == RUNNING:
             if now - repository.as_utc(trial.started_at) <= lease:
                 continue
-            trial.state, trial.finished_at = FAILED, now
-            trial.error = f"no result within its lease ({lease.total_seconds():.0f} s)"
-            repository.settle_campaign(session, trial.campaign_id)
+            error = f"no result within its lease ({lease.total_seconds():.0f} s)"
+            if not online:  # kept for it while it might come back; it did not
+                error += (
+                    f": {device.name} went offline during attempt {trial.attempt} "
+                    f"({_offline_since(device)}; its link is down or it is off)"
+                )
+            _fail(session, trial, now, error)
+        elif trial.state == QUEUED and not online:
+            # Sent, not started, and the device went away: it waits as pending does (and is
+            # sent again when the device is back; an agent that got the first one too runs
+            # both, and the second result is a duplicate).
+            waited = now - repository.as_utc(trial.dispatched_at)
+            if waited <= timedelta(seconds=settings.start_timeout_s):
+                continue
+            repository.requeue(
+                session,
+                trial,
+                f"{device.name} went offline before starting attempt {trial.attempt}; "
+                "sent again when it is back",
+            )
         else:
             continue
         changed += 1
         log.warning("trial %s on %s: %s", trial.id, device.name, trial.error or trial.note)
-    return changed
+    return changed + give_up_on_offline_devices(session, settings, now)
+
+
+def give_up_on_offline_devices(session: Session, settings: Settings, now: datetime) -> int:
+    """Fail the pending trials of devices that have been offline for longer than those
+    trials' leases (counted from the later of the last heartbeat and the trial's creation):
+    a device that never comes back must not keep a campaign open for ever."""
+    away = [
+        device
+        for device in session.scalars(select(Device).where(Device.retired.is_(False)))
+        if not repository.is_online(device, now, settings.offline_after_s)
+        and (
+            device.last_heartbeat_at is None
+            or now - repository.as_utc(device.last_heartbeat_at)
+            > timedelta(seconds=LEASE_GRACE_S)  # no lease is shorter
+        )
+    ]
+    if not away:
+        return 0
+    by_id = {device.id: device for device in away}
+    pending = session.scalars(
+        select(Trial).where(Trial.device_id.in_(by_id), Trial.state == PENDING).with_for_update()
+    )
+    failed = 0
+    for trial in pending:
+        device = by_id[trial.device_id]
+        since = repository.as_utc(trial.created_at)
+        seen = repository.as_utc(device.last_heartbeat_at)
+        if seen is not None and seen > since:
+            since = seen
+        lease = lease_of(trial)
+        if now - since <= lease:
+            continue
+        _fail(
+            session,
+            trial,
+            now,
+            f"not run: {device.name} has been offline longer than this trial's lease "
+            f"({lease.total_seconds():.0f} s; {_offline_since(device)}): its link is down or it "
+            "is off. Bring it back and submit again, or retire it",
+        )
+        failed += 1
+        log.warning("trial %s on %s: %s", trial.id, device.name, trial.error)
+    return failed
 
 
 HELD = "held: "
@@ -137,12 +218,17 @@ HELD = "held: "
 def held_note(trial: Trial, device: Device, now: datetime, settings: Settings) -> str | None:
     """Why a sent trial waits: its device went offline with it (a cut link, say). It is
     kept, not sent elsewhere: the device may come back with it measured, its result in
-    the agent's outbox, and another device would measure other hardware."""
+    the agent's outbox, and another device would measure other hardware. A running one is
+    kept until its lease ends (`reap` fails it then); the note says when."""
     if repository.is_online(device, now, settings.offline_after_s):
         return None
     seen = repository.as_utc(device.last_heartbeat_at)
     since = f" since {seen:%H:%M:%S} UTC" if seen else ""
-    return f"{HELD}{device.name} is offline{since}; attempt {trial.attempt} resumes when it is back"
+    note = f"{HELD}{device.name} is offline{since}; attempt {trial.attempt} resumes when it is back"
+    if trial.state == RUNNING and trial.started_at is not None:
+        deadline = repository.as_utc(trial.started_at) + lease_of(trial)
+        note += f", or fails at {deadline:%H:%M:%S} UTC (its lease)"
+    return note
 
 
 def note_held(session: Session, settings: Settings) -> None:
