@@ -43,7 +43,8 @@ from orchestrator.transport import send_trial
 
 log = logging.getLogger("edgebench.scheduler")
 
-# Grace beyond a trial's own time limit before the controller gives up waiting for it.
+# Grace beyond a trial's own time limit before the controller gives up waiting for it
+# (the default of Settings.lease_grace_s, EDGEBENCH_LEASE_GRACE_S).
 LEASE_GRACE_S = 60.0
 
 
@@ -112,9 +113,9 @@ def lost_reason(trial: Trial, device: Device, now: datetime, settings: Settings)
     return None
 
 
-def lease_of(trial: Trial) -> timedelta:
+def lease_of(trial: Trial, settings: Settings) -> timedelta:
     """How long the controller waits for a trial's result once it started."""
-    return timedelta(seconds=trial.timeout_s + LEASE_GRACE_S)
+    return timedelta(seconds=trial.timeout_s + settings.lease_grace_s)
 
 
 def _offline_since(device: Device) -> str:
@@ -136,7 +137,7 @@ def reap(session: Session, settings: Settings) -> int:
         device = trial.device
         online = repository.is_online(device, now, settings.offline_after_s)
         reason = lost_reason(trial, device, now, settings)
-        lease = lease_of(trial)
+        lease = lease_of(trial, settings)
         if reason is not None:
             repository.requeue(session, trial, reason)
         elif trial.state == RUNNING:
@@ -180,7 +181,7 @@ def give_up_on_offline_devices(session: Session, settings: Settings, now: dateti
         and (
             device.last_heartbeat_at is None
             or now - repository.as_utc(device.last_heartbeat_at)
-            > timedelta(seconds=LEASE_GRACE_S)  # no lease is shorter
+            > timedelta(seconds=settings.lease_grace_s)  # no lease is shorter
         )
     ]
     if not away:
@@ -196,7 +197,7 @@ def give_up_on_offline_devices(session: Session, settings: Settings, now: dateti
         seen = repository.as_utc(device.last_heartbeat_at)
         if seen is not None and seen > since:
             since = seen
-        lease = lease_of(trial)
+        lease = lease_of(trial, settings)
         if now - since <= lease:
             continue
         _fail(
@@ -226,7 +227,7 @@ def held_note(trial: Trial, device: Device, now: datetime, settings: Settings) -
     since = f" since {seen:%H:%M:%S} UTC" if seen else ""
     note = f"{HELD}{device.name} is offline{since}; attempt {trial.attempt} resumes when it is back"
     if trial.state == RUNNING and trial.started_at is not None:
-        deadline = repository.as_utc(trial.started_at) + lease_of(trial)
+        deadline = repository.as_utc(trial.started_at) + lease_of(trial, settings)
         note += f", or fails at {deadline:%H:%M:%S} UTC (its lease)"
     return note
 

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     scheduler_interval_s: float = 1.0
     # A sent trial that no agent has started after this long is sent again.
     start_timeout_s: float = 60.0
+    # A started trial fails when no result came within its time limit + this (its lease);
+    # so do the trials of a device offline for longer than that (scheduler.LEASE_GRACE_S).
+    lease_grace_s: float = 60.0
     # How long a starting controller waits for the lease of one that died without releasing it.
     controller_lease_wait_s: float = 35.0
     # Addresses the embedded broker listens on, comma-separated. Add one that devices on
