@@ -58,12 +58,13 @@ def test_delay_each_way_in_order_without_a_bandwidth_cap(echo_server):
     with FaultProxy(echo_server, delay_s=0.3) as proxy:
         echoed, elapsed = _echo(proxy.port, b"ping")
         assert echoed == b"ping"
-        assert 0.6 <= elapsed < 1.2, elapsed  # 0.3 s there, 0.3 s back
+        assert 0.6 <= elapsed < 2.0, elapsed  # 0.3 s there, 0.3 s back (and a busy CPU)
         payload = os.urandom(8 * 1024 * 1024)
         echoed, elapsed = _echo(proxy.port, payload)
         assert echoed == payload  # every byte, in order
-        # Latency, not throughput: 8 MiB in many chunks still takes about one round trip.
-        assert elapsed < 3.0, elapsed
+        # Latency, not throughput: 8 MiB in 100+ chunks takes about one round trip, not
+        # 0.3 s a chunk (which would be 30 s and more).
+        assert elapsed < 5.0, elapsed
         stats = proxy.stats()
     assert stats["connections"] == 2 and stats["drops"] == 0
     assert stats["bytes_up"] == stats["bytes_down"] == len(payload) + 4
@@ -85,8 +86,10 @@ def test_connections_dropped_with_a_reset_after_their_lifetime(echo_server):
 
 
 def test_drop_per_chunk_and_the_same_seed_draws_the_same_faults(echo_server):
+    # Lifetimes are drawn (and compared) but too long to end a connection here: the drops
+    # come from the per-chunk draws alone, which do not depend on timing.
     def run(seed: int) -> tuple[list, dict]:
-        with FaultProxy(echo_server, delay_s=0.0, mean_lifetime_s=5, drop_per_chunk=0.1, seed=seed) as proxy:  # fmt: skip
+        with FaultProxy(echo_server, delay_s=0.0, mean_lifetime_s=1000, drop_per_chunk=0.1, seed=seed) as proxy:  # fmt: skip
             outcomes = []
             for _ in range(12):
                 with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as client:
