@@ -295,11 +295,10 @@ def test_one_refused_message_does_not_cost_the_rest_of_its_batch(world):
     assert [states[trial_id] for trial_id, _ in sent] == ["done", "queued", "done"]
 
 
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)  # SQLite: no row locks
 def test_a_batch_that_the_store_cannot_take_is_retried_whole(world, store_url):
     """A store error that may pass (here: a row lock not granted in time) raises
     TransientStoreError and writes nothing; the worker applies the batch again later."""
-    if not store_url.startswith("postgresql"):
-        pytest.skip("SQLite has no row locks")
     from sqlalchemy import create_engine, event
     from sqlalchemy.orm import sessionmaker
 
