@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 from dashboard_queries import scratch_postgres  # bench/ is on sys.path when run as a script
+from load_run import rss_mb
 from sqlalchemy import func, select
 
 from agents.contract import CONTROL_QUEUE, INGEST_TASK, LatencySummary, Registration, TrialResult
@@ -111,17 +112,6 @@ def serve(broker_url: str, database_url: str) -> None:
     app = control_app(broker_url)
     server.register_ingest(app, session_factory(database_url), threading.Event())
     app.worker_main(argv=server.worker_argv("WARNING"))
-
-
-def rss_mb(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
 
 
 def through_worker(sessions, database_url: str, stream: list, workdir: Path) -> tuple:

@@ -29,7 +29,7 @@ def control_app(broker_url: str, broker_ca: Optional[Path] = None) -> Celery:
         # gets the message again, and ingest is idempotent.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
+        # (worker_prefetch_multiplier: set where ingest is registered, for its batches)
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         worker_hijack_root_logger=False,

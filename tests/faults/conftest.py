@@ -12,6 +12,7 @@ from sqlalchemy import select
 from orchestrator.store.models import Campaign, Device, Trial
 from tests.e2e import conftest as e2e
 from tests.e2e.conftest import Fleet
+from tests.faults import invariants
 
 fleet = e2e.fleet  # the fixture, reused
 
@@ -99,3 +100,20 @@ def repeat_fault(fleet: Fleet, campaign_id: int, inject, label: str) -> list[flo
         recoveries.append(time.monotonic() - repaired)
         print(f"{label} {repetition + 1}/{REPEATS}: next trial done {recoveries[-1]:.1f} s after")
     return recoveries
+
+
+def finish_repeated(
+    fleet: Fleet, campaign_id: int, what: str, recoveries: list[float], detail: str = ""
+) -> list[Trial]:
+    """Wait for a campaign that repeat_fault went through to finish; print its figures and
+    check that the invariants hold and every trial is done."""
+    back = time.monotonic()
+    trials = fleet.wait_until(settled(fleet, campaign_id), 180, "the campaign to finish")
+    print(
+        f"{what} x{len(recoveries)}: {len(trials)} trials;{detail} next trial done "
+        f"{', '.join(f'{r:.1f}' for r in recoveries)} s after each repair; "
+        f"the campaign finished {time.monotonic() - back:.1f} s after the last"
+    )
+    invariants.assert_holds(fleet.database_url, campaign_id)
+    assert {t.state for t in trials} == {"done"}, [(t.id, t.state, t.error) for t in trials]
+    return trials

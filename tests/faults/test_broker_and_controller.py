@@ -15,8 +15,7 @@ import pytest
 
 from orchestrator import broker
 from tests.e2e.conftest import Fleet
-from tests.faults import invariants
-from tests.faults.conftest import REPEATS, online, repeat_fault, settled, submit
+from tests.faults.conftest import REPEATS, finish_repeated, online, repeat_fault, submit
 
 pytestmark = pytest.mark.e2e
 
@@ -55,18 +54,6 @@ def _started(fleet: Fleet, names: list[str], tmp_path, name: str) -> int:
     return submit(fleet, tmp_path, name, names, batch_sizes=[1, 2, 4], repeats=repeats)
 
 
-def _finished(fleet: Fleet, campaign: int, what: str, recoveries: list[float]) -> None:
-    back = time.monotonic()
-    trials = fleet.wait_until(settled(fleet, campaign), 180, "the campaign to finish")
-    print(
-        f"{what} x{len(recoveries)}: {len(trials)} trials; next trial done "
-        f"{', '.join(f'{r:.1f}' for r in recoveries)} s after each repair; "
-        f"the campaign finished {time.monotonic() - back:.1f} s after the last"
-    )
-    invariants.assert_holds(fleet.database_url, campaign)
-    assert {t.state for t in trials} == {"done"}, [(t.id, t.state, t.error) for t in trials]
-
-
 def test_redis_stopped_for_10_s_mid_campaign(own_fleet, tmp_path):
     fleet = own_fleet
     campaign = _started(fleet, ["north", "south"], tmp_path, "redis-outage")
@@ -77,7 +64,7 @@ def test_redis_stopped_for_10_s_mid_campaign(own_fleet, tmp_path):
         fleet.redis = broker.start(tmp_path / "broker", record=False)  # same port, password
 
     recoveries = repeat_fault(fleet, campaign, outage, "redis back")
-    _finished(fleet, campaign, "redis outage", recoveries)
+    finish_repeated(fleet, campaign, "redis outage", recoveries)
 
 
 def test_controller_killed_and_restarted_mid_campaign(own_fleet, tmp_path):
@@ -90,6 +77,6 @@ def test_controller_killed_and_restarted_mid_campaign(own_fleet, tmp_path):
         fleet.start_controller()
 
     recoveries = repeat_fault(fleet, campaign, kill_and_restart, "controller back")
-    _finished(fleet, campaign, "controller kill", recoveries)
+    finish_repeated(fleet, campaign, "controller kill", recoveries)
     # the restarted controller did not wait out the dead one's lease (LEASE_TTL_S)
     assert "took over the lease" in fleet.log("controller")
