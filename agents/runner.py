@@ -17,8 +17,9 @@ import signal
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from agents import artifact_fetch, runtimes
 from agents.contract import ArtifactRef, TrialSpec, statistics
@@ -212,17 +213,6 @@ def internal_latency(model: Any, feed: Dict[str, Any]) -> Dict[str, Any]:
     }
 
 
-def rerun_reason(
-    cv: float, max_cv: float, before: Dict[str, Any], after: Dict[str, Any]
-) -> Optional[str]:
-    """Why a run should be measured again (unstable, throttled), or None when it stands."""
-    if conditions.throttled_during(before, after):
-        return "throttled"
-    if cv > max_cv:
-        return f"unstable (cv {cv:.2f} > {max_cv})"
-    return None
-
-
 def timed_load(runtime: Any, path: Path, spec: TrialSpec, options: Dict[str, Any]) -> tuple:
     """(loaded model ready for the trial's batch size, nanoseconds it took)."""
     t0 = time.perf_counter_ns()
@@ -233,6 +223,83 @@ def timed_load(runtime: Any, path: Path, spec: TrialSpec, options: Dict[str, Any
     except Exception as exc:  # a runtime's own load error, reported as the trial's reason
         raise TrialError(f"{spec.runtime} could not load {spec.model}: {exc}") from None
     return model, time.perf_counter_ns() - t0
+
+
+@dataclass
+class Measured:
+    """A trial's one run: its outcome and summary, the energy window it was measured in, and
+    the conditions around it. A trial is one run; when it is unstable or throttled, the
+    controller adds another run of its configuration (policy.max_reruns): none is replaced."""
+
+    outcome: scenarios.ScenarioOutcome
+    summary: Dict[str, Any]
+    window_j: Optional[float]
+    window_s: float  # the span window_j covers (the meter's own, else the measured time)
+    before: Dict[str, Any]
+    after: Dict[str, Any]
+    marks: Dict[str, Any] = field(default_factory=dict)
+
+
+def measure(
+    spec: TrialSpec,
+    run_once: Callable[[], object],
+    meter: Optional[energy.EnergyMeter],
+    idle_w: Optional[float],
+    before: Dict[str, Any],
+    root: Path,
+) -> Measured:
+    """The scenario's timed queries inside one energy window. A paced run is followed by its
+    warm burst, in an energy window of its own."""
+    policy = spec.policy
+    rule = timing.StoppingRule(
+        policy.warmup_s, policy.min_queries, policy.min_s, policy.max_s, policy.max_queries
+    )
+    # Wall-clock marks (not durations): they place the trial among other processes.
+    marks: Dict[str, Any] = {"measure_start_unix": time.time()}
+    if meter is not None:
+        meter.start()
+    outcome = scenarios.run(
+        spec.scenario,
+        run_once,
+        rule,
+        spec.scenario_params,
+        probe_temperature=lambda: conditions_now(root)["hottest_c"],
+        timeline=timing.Timeline(lambda: conditions_now(root)),
+    )
+    window_j = meter.stop() if meter is not None else None
+    window_s = (meter.window_s if meter is not None else None) or outcome.measured_s
+    marks["measure_end_unix"] = time.time()
+    after = conditions.snapshot(root)
+    summary = statistics.summarize_ns(outcome.samples_ns)
+    if spec.scenario == "paced":
+        outcome.report.update(paced_warm_figures(spec, run_once, outcome, meter, idle_w))
+    return Measured(outcome, summary, window_j, window_s, before, after, marks)
+
+
+def paced_warm_figures(
+    spec: TrialSpec,
+    run_once: Callable[[], object],
+    outcome: scenarios.ScenarioOutcome,
+    meter: Optional[energy.EnergyMeter],
+    idle_w: Optional[float],
+) -> Dict[str, Any]:
+    """The warm burst after a paced run: its latency, and its energy per inference from its
+    own window (so neither its time nor its joules land on the paced queries)."""
+    if meter is not None:
+        meter.start()
+    started = time.perf_counter()
+    warm = scenarios.warm_burst(run_once, spec.policy.max_s)
+    warm_s = time.perf_counter() - started
+    warm_j = meter.stop() if meter is not None else None
+    figures = scenarios.paced_against_warm(outcome.samples_ns, warm)
+    figures["warm_energy_mj_per_inference"] = (
+        energy.energy_per_inference_mj(
+            warm_j, meter.window_s or warm_s, idle_w, len(warm) * spec.batch_size
+        )
+        if warm_j is not None and meter is not None
+        else None
+    )
+    return figures
 
 
 def run_trial(
@@ -300,37 +367,10 @@ def run_trial(
         first_ns = time.perf_counter_ns() - t0
 
         timing.warm_up(lambda: model.run(feed), policy.warmup_s)
-        rule = timing.StoppingRule(
-            policy.warmup_s, policy.min_queries, policy.min_s, policy.max_s, policy.max_queries
-        )
-        set_aside: List[Dict[str, Any]] = []
-        run_before = before
-        while True:
-            # Wall-clock marks (not durations): they place the trial among other processes.
-            env["measure_start_unix"] = time.time()
-            if meter is not None:
-                meter.start()
-            outcome = scenarios.run(
-                spec.scenario,
-                lambda: model.run(feed),
-                rule,
-                spec.scenario_params,
-                probe_temperature=lambda: conditions_now(root)["hottest_c"],
-                timeline=timing.Timeline(lambda: conditions_now(root)),
-            )
-            window_j = meter.stop() if meter is not None else None
-            env["measure_end_unix"] = time.time()
-            run_after = conditions.snapshot(root)
-            summary = statistics.summarize_ns(outcome.samples_ns)
-            why = rerun_reason(summary["cv"], policy.max_cv, run_before, run_after)
-            if why is None or len(set_aside) >= policy.max_reruns:
-                break
-            set_aside.append({"reason": why, "n": summary["n"], "p50_ms": summary["p50_ms"]})
-            if policy.cool_below_c is not None:
-                conditions.wait_until_cool(policy.cool_below_c, policy.cool_timeout_s, root)
-            run_before = conditions.snapshot(root)
-        if set_aside:
-            env["reruns"] = set_aside
+        measured = measure(spec, lambda: model.run(feed), meter, idle_w, before, root)
+        outcome, summary, window_j = measured.outcome, measured.summary, measured.window_j
+        run_before, run_after = measured.before, measured.after
+        env.update(measured.marks)
         if hasattr(model, "internal_latency_ms"):
             env["runtime_internal"] = internal_latency(model, feed)
         placement = model.placement()
@@ -348,7 +388,7 @@ def run_trial(
     env["conditions_after"] = after
 
     samples = outcome.samples_ns
-    inferences = len(samples) * spec.batch_size
+    inferences = outcome.queries * spec.batch_size
     return {
         "status": "ok",
         "runtime_version": runtime.version(),
@@ -356,7 +396,7 @@ def run_trial(
         "fallback": placement.get("fallback"),
         "placement": placement,
         "summary": summary,
-        "unstable": summary["cv"] > policy.max_cv,
+        "unstable": summary["robust_cv"] > policy.max_cv,
         "throughput_ips": inferences / outcome.measured_s if outcome.measured_s > 0 else None,
         "process_start_ms": process_start_ms,
         "import_ms": import_ns / 1e6,
@@ -374,7 +414,7 @@ def run_trial(
         "energy_meter": meter.name if meter is not None else None,
         "idle_power_w": idle_w,
         "energy_mj_per_inference": energy.energy_per_inference_mj(
-            window_j, meter.window_s or outcome.measured_s, idle_w, inferences
+            window_j, measured.window_s, idle_w, inferences
         )
         if window_j is not None
         else None,

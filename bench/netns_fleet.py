@@ -35,7 +35,7 @@ devices: {tags: [netns]}
 models: [mlp_digits]
 runtimes: [onnxruntime]
 batch_sizes: [1, 2, 4, 8]
-policy: {warmup_s: 0.2, min_queries: 50, min_s: 2, max_s: 5}
+policy: {warmup_s: 0.2, min_queries: 50, min_s: 2, max_s: 5, runs: 1}
 """
 
 

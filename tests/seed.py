@@ -183,7 +183,7 @@ def seed_store(url: str) -> dict[str, Any]:
                 "models": list(MODELS),
                 "runtimes": ["onnxruntime"],
                 "batch_sizes": BATCH_SIZES,
-                "policy": {"warmup_s": 0, "min_queries": 1, "min_s": 0, "max_s": 1},
+                "policy": {"warmup_s": 0, "min_queries": 1, "min_s": 0, "max_s": 1, "runs": 1},
             },
         )
     return {
@@ -324,7 +324,7 @@ def seed_tradeoffs(url: str) -> dict[str, Any]:
                 "runtimes": ["onnxruntime"],
                 "precisions": PRECISIONS,
                 "batch_sizes": [1],
-                "policy": {"warmup_s": 0, "min_queries": 1, "min_s": 0, "max_s": 1},
+                "policy": {"warmup_s": 0, "min_queries": 1, "min_s": 0, "max_s": 1, "runs": 1},
             },
         )
     return {
@@ -333,4 +333,48 @@ def seed_tradeoffs(url: str) -> dict[str, Any]:
         "campaign_id": campaign_id,
         "campaign_name": TRADEOFF_CAMPAIGN,
         "trials": _report_every_trial(url, campaign_id, _tradeoff_measurement),
+    }
+
+
+# -- a third campaign for verdicts: configurations measured in several runs, whose run
+# medians differ a little from run to run (as real runs do).
+
+RUNS_CAMPAIGN = "seed-runs"
+RUNS = 5
+# run number -> factor on every sample of that run: run medians 0.98 .. 1.03 x the base.
+RUN_FACTORS = {1: 1.00, 2: 1.03, 3: 0.98, 4: 1.01, 5: 0.99}
+
+
+def _run_measurement(trial: Trial) -> dict[str, Any]:
+    fields = _plain_measurement(trial)
+    assert fields is not None
+    factor = RUN_FACTORS[trial.repeat]
+    fields["samples_ns"] = [int(s * factor) for s in fields["samples_ns"]]
+    fields["throughput_ips"] = throughput(fields["samples_ns"], trial.batch_size)
+    return fields
+
+
+def seed_runs(url: str) -> dict[str, Any]:
+    """seed_digits at batch 1 on both devices, RUNS runs each (interleaved, as planned).
+    Run r's samples are `samples_for` x RUN_FACTORS[r]. Returns what `seed_store` returns."""
+    with session_factory(url).begin() as session:
+        _register_devices(session)
+        _add_model(session, "seed_digits", "fp32", MODELS["seed_digits"][0])
+        campaign_id = _submit(
+            session,
+            {
+                "name": RUNS_CAMPAIGN,
+                "devices": {"names": list(DEVICES)},
+                "models": ["seed_digits"],
+                "runtimes": ["onnxruntime"],
+                "batch_sizes": [1],
+                "policy": {"warmup_s": 0, "min_queries": 1, "min_s": 0, "max_s": 1, "runs": RUNS},
+            },
+        )
+    return {
+        "devices": list(DEVICES),
+        "models": ["seed_digits"],
+        "campaign_id": campaign_id,
+        "campaign_name": RUNS_CAMPAIGN,
+        "trials": _report_every_trial(url, campaign_id, _run_measurement),
     }

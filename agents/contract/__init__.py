@@ -83,15 +83,16 @@ class MeasurementPolicy(_Message):
     min_s: float = Field(3.0, ge=0, le=3600)
     max_s: float = Field(30.0, gt=0, le=24 * 3600)
     max_queries: int = Field(100_000, ge=1, le=MAX_SAMPLES)
-    # A trial whose coefficient of variation exceeds this is flagged unstable.
+    # A run whose robust CV (1.4826 x MAD / median: the CV for normal data, unmoved by a
+    # few hiccups) exceeds this is flagged unstable.
     max_cv: float = Field(0.3, gt=0, le=100)
     # Seconds of idle power measured before the trial, subtracted from its energy (needs a meter).
     idle_baseline_s: float = Field(1.0, ge=0, le=600)
     # Thermal protocol: wait (up to cool_timeout_s) until the hottest zone is below this.
     cool_below_c: Optional[float] = Field(None, gt=0, le=150)
     cool_timeout_s: float = Field(120.0, ge=0, le=3600)
-    # Measure again (up to this many times) when a run is unstable or throttled; the trial
-    # keeps its last run and records the ones it set aside.
+    # When a run comes back unstable or throttled, the controller adds one more run of its
+    # configuration, up to this many per configuration. Every run is kept and counted.
     max_reruns: int = Field(0, ge=0, le=5)
 
     @field_validator("max_s")
@@ -226,6 +227,10 @@ class LatencySummary(_Message):
     median_ci_high_ms: Optional[float] = None
     p90_es_ms: Optional[float] = None
     p99_es_ms: Optional[float] = None
+    # Robust spread: one hiccup among thousands of samples moves none of these.
+    iqr_ms: Optional[float] = None
+    mad_ms: Optional[float] = None
+    robust_cv: Optional[float] = None
 
 
 class TrialResult(_Message):

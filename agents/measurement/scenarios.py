@@ -3,11 +3,15 @@ latency samples (ns) plus a scenario-specific report.
 
 * single_stream: one query at a time, back to back: the latency distribution.
 * offline: the same loop on batched inputs; throughput is the figure that matters.
-* paced: an idle gap before every query, as event-triggered edge systems see; a short warm
-  burst afterwards gives the back-to-back latency to compare with.
+* paced: an idle gap before every query, as event-triggered edge systems see. A short warm
+  burst (`warm_burst`), measured apart from the paced queries (own count, own time, own
+  energy window), gives the back-to-back latency to compare with.
 * poisson: queries arrive at a target rate (seeded exponential gaps); a query that arrives
-  while the previous one runs waits, and its latency counts from its arrival.
-* soak: back to back for a fixed time, reported per time bucket to show drift.
+  while the previous one runs waits, and its latency counts from its scheduled arrival. The
+  harness sleeps to just before an arrival and spins the rest, and reports how late it
+  still started each query (its own lateness, not the device's).
+* soak: back to back for a fixed time, reported per time bucket to show drift. Every query
+  is counted (throughput, energy per inference); a bounded reservoir of them is kept.
 """
 
 from __future__ import annotations
@@ -25,11 +29,21 @@ WARM_BURST = 50
 SOAK_BUCKETS = 10
 
 
+# The last stretch before a Poisson arrival is spun, not slept: a sleep wakes tens to
+# hundreds of microseconds late, and that lateness would be billed to the device.
+SPIN_NS = 300_000
+
+
 @dataclass
 class ScenarioOutcome:
+    """The kept latency samples, the scenario's own figures, and what throughput and energy
+    divide by: the measured time and every query measured in it (soak keeps a reservoir of
+    samples, so `queries` can exceed `len(samples_ns)`)."""
+
     samples_ns: List[int]
     report: Dict[str, Any] = field(default_factory=dict)
     measured_s: float = 0.0
+    queries: int = 0
 
 
 def _p(sorted_ns: List[int], q: float) -> Optional[float]:
@@ -60,6 +74,8 @@ def run(
     else:
         raise ValueError(f"unknown scenario {kind!r} (known: {', '.join(KINDS)})")
     outcome.measured_s = time.perf_counter() - started
+    if not outcome.queries:
+        outcome.queries = len(outcome.samples_ns)
     if timeline is not None and timeline.points:
         outcome.report = {**outcome.report, "timeline": timeline.points}
     return outcome
@@ -68,7 +84,6 @@ def run(
 def _paced(run_once, rule: StoppingRule, gap_s: float, sleep, timeline=None) -> ScenarioOutcome:  # noqa: ANN001
     clock = time.perf_counter_ns
     samples: List[int] = []
-    busy_ns = 0
     start = clock()
     while True:
         sleep(gap_s)
@@ -76,50 +91,79 @@ def _paced(run_once, rule: StoppingRule, gap_s: float, sleep, timeline=None) -> 
         run_once()
         after = clock()
         samples.append(after - before)
-        busy_ns += after - before
         if rule.done(len(samples), (after - start) / 1e9):
             break
         if timeline is not None:
             timeline.tick(after)
-    warm = sorted(time_runs(run_once, StoppingRule(0, WARM_BURST, 0, rule.max_s, WARM_BURST)))
-    paced_p50 = _p(sorted(samples), 50)
+    return ScenarioOutcome(samples, {"gap_s": gap_s, "first_after_pause_ms": samples[0] / 1e6})
+
+
+def warm_burst(run_once: Callable[[], object], max_s: float) -> List[int]:
+    """WARM_BURST back-to-back queries (or fewer if max_s runs out): the baseline a paced
+    run is compared with. Run apart from the paced queries so that neither its time nor its
+    energy is counted as theirs."""
+    return time_runs(run_once, StoppingRule(0, WARM_BURST, 0, max_s, WARM_BURST))
+
+
+def paced_against_warm(paced_ns: List[int], warm_ns: List[int]) -> Dict[str, Any]:
+    """The warm burst's figures and the paced median over the warm median."""
+    warm = sorted(warm_ns)
     warm_p50 = _p(warm, 50)
-    return ScenarioOutcome(
-        samples,
-        {
-            "gap_s": gap_s,
-            "warm_p50_ms": warm_p50,
-            "paced_over_warm": paced_p50 / warm_p50 if warm_p50 else None,
-            "first_after_pause_ms": samples[0] / 1e6,
-        },
-    )
+    paced_p50 = _p(sorted(paced_ns), 50)
+    return {
+        "warm_n": len(warm),
+        "warm_p50_ms": warm_p50,
+        "warm_p99_ms": _p(warm, 99),
+        "paced_over_warm": paced_p50 / warm_p50 if warm_p50 and paced_p50 is not None else None,
+    }
+
+
+def wait_until(deadline_ns: int, sleep: Callable[[float], None]) -> None:
+    """Sleep until SPIN_NS before `deadline_ns`, then spin to it: late by microseconds, not
+    by a scheduler's wake-up slack."""
+    clock = time.perf_counter_ns
+    remaining = deadline_ns - clock()
+    if remaining > SPIN_NS:
+        sleep((remaining - SPIN_NS) / 1e9)
+    while clock() < deadline_ns:
+        pass
 
 
 def _poisson(
     run_once, rule: StoppingRule, rate: float, seed: int, sleep, timeline=None
 ) -> ScenarioOutcome:  # noqa: ANN001
+    """Latency counts from each query's scheduled arrival (queueing included). The harness's
+    own lateness is kept apart: how long after it could have started a query (its arrival,
+    or the previous query's end when the device was busy) it did start it."""
     clock = time.perf_counter_ns
     gaps = random.Random(seed)
     latencies: List[int] = []
     service: List[int] = []
+    late: List[int] = []
+    queued = 0
     start = clock()
     arrival = start
+    previous_done = start
     while True:
         arrival += int(gaps.expovariate(rate) * 1e9)
-        now = clock()
-        if now < arrival:
-            sleep((arrival - now) / 1e9)
+        if clock() < arrival:
+            wait_until(arrival, sleep)
+        else:
+            queued += 1
         began = clock()
         run_once()
         done = clock()
         latencies.append(done - arrival)
         service.append(done - began)
+        late.append(max(0, began - max(arrival, previous_done)))
+        previous_done = done
         if rule.done(len(latencies), (done - start) / 1e9):
             break
         if timeline is not None:
             timeline.tick(done)
     elapsed_s = (clock() - start) / 1e9
     service.sort()
+    late.sort()
     return ScenarioOutcome(
         latencies,
         {
@@ -127,6 +171,9 @@ def _poisson(
             "achieved_rate": len(latencies) / elapsed_s if elapsed_s > 0 else None,
             "service_p50_ms": _p(service, 50),
             "service_p99_ms": _p(service, 99),
+            "harness_late_p50_us": statistics.percentile(late, 50) / 1e3,
+            "harness_late_p99_us": statistics.percentile(late, 99) / 1e3,
+            "queued_share": queued / len(latencies),
             "seed": seed,
         },
     )
@@ -179,7 +226,8 @@ def _soak(run_once, rule: StoppingRule, duration_s: float, probe_temperature) ->
     first, last = buckets[0]["p50_ms"], buckets[-1]["p50_ms"]
     return ScenarioOutcome(
         reservoir,
-        {
+        queries=seen,
+        report={
             "duration_s": duration_s,
             "queries": seen,
             "kept_samples": len(reservoir),

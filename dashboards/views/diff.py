@@ -1,6 +1,6 @@
 """Diff: two trials (or the newest trials of two devices for one model) side by side:
 what differs in their conditions, next to whether the latency difference is significant
-(Mann-Whitney U and the medians' 95 % intervals, as `edgebench results compare`)."""
+judged across the runs of each trial's configuration, as `edgebench results compare`."""
 
 from __future__ import annotations
 
@@ -81,10 +81,10 @@ st.markdown(
     f"**B** `{trial_b[:12]}` {b['device']} · {b['model']} · {b['runtime']} {b['precision']}"
 )
 
-st.subheader("Is the latency difference significant?")
+st.subheader("Is the latency difference real?")
 test = store_access.read(dashboard_queries.significance, trial_a, trial_b)
 if test is None:
-    st.info("One of the trials has no stored samples, so no test can be made.")
+    st.info("One of the two configurations has no measured run, so no test can be made.")
 else:
     (st.success if test["significant"] else st.info)(test["verdict"])
     left, middle, right = st.columns(3)
@@ -95,15 +95,24 @@ else:
         delta=f"{test['change_pct']:+.1f} %",
         delta_color="inverse",
     )
-    right.metric("Mann-Whitney p", f"{test['p_value']:.3g}")
+    right.metric("Mann-Whitney p", "—" if test["p_value"] is None else f"{test['p_value']:.3g}")
 
-    def interval(ci: tuple[float, float] | None) -> str:
-        return f"{ci[0]:.4g} – {ci[1]:.4g} ms" if ci else "— (too few samples)"
+    def runs(values: list[float]) -> str:
+        return ", ".join(f"{v:.4g}" for v in values) + f" ms ({len(values)} runs)"
 
+    interval = test["interval_pct"]
     st.caption(
-        f"95 % interval of the median: A {interval(test['ci_a_ms'])}, "
-        f"B {interval(test['ci_b_ms'])} (n = {test['n_a']:,} and {test['n_b']:,}). "
-        f"Significant means p < {test['alpha']} and the intervals do not overlap."
+        f"Judged across runs (a run is a fresh process): run medians A {runs(test['runs_a'])}, "
+        f"B {runs(test['runs_b'])}. p50 is the median of the run medians; the change is the "
+        "Hodges-Lehmann estimate"
+        + (
+            f", {test['interval_coverage'] * 100:.0f} % interval {interval[0]:+.1f} % to "
+            f"{interval[1]:+.1f} %"
+            if interval
+            else ""
+        )
+        + f". A real difference: exact Mann-Whitney p < {test['alpha']} over the run medians "
+        f"and a change of at least {test['practical_pct']:g} %."
     )
 
 st.subheader("What differs")

@@ -200,6 +200,7 @@ def expand(spec: CampaignSpec, devices: list[DeviceInfo], artifacts: list[Artifa
         spec.precisions,
         spec.batch_sizes,
     )
+    configurations: list[tuple[DeviceInfo, ArtifactInfo, dict[str, Any]]] = []
     for (group, members), choice, runtime, precision, batch in combos:
         model_name, size_reason = resolve_variant(choice, artifacts)
         base = {
@@ -220,27 +221,28 @@ def expand(spec: CampaignSpec, devices: list[DeviceInfo], artifacts: list[Artifa
             else:
                 plan.skipped += [{**base, "device": d.name, "reason": r} for d, r, _ in verdicts]
             continue
-        for repeat in range(1, spec.repeats + 1):
-            device, artifact = min(able, key=lambda pair: (not pair[0].online, load[pair[0].name]))
-            load[device.name] += 1
+        # Every run of a configuration on one device: its runs are compared with each other.
+        device, artifact = min(able, key=lambda pair: (not pair[0].online, load[pair[0].name]))
+        load[device.name] += spec.runs
+        options = runtime.options.model_dump(exclude_defaults=True)
+        configurations.append((device, artifact, {**base, "runtime_options": options}))
+        if len(configurations) * spec.runs > MAX_TRIALS:
+            raise PlanError(f"the campaign expands to more than {MAX_TRIALS} trials; split it")
+    # Runs are interleaved (A B C A B C ...), as asv interleaves its rounds: slow drift of
+    # the device lands on every configuration alike, not on whichever ran last.
+    for run in range(1, spec.runs + 1):
+        for device, artifact, config in configurations:
             plan.trials.append(
                 PlannedTrial(
                     device=device.name,
-                    model=model_name,
                     model_id=artifact.model_id,
-                    runtime=runtime.name,
-                    requested_device=runtime.device,
-                    runtime_options=runtime.options.model_dump(exclude_defaults=True),
-                    precision=precision,
-                    batch_size=batch,
                     scenario=spec.scenario.kind,
                     scenario_params=spec.scenario.params(),
-                    repeat=repeat,
+                    repeat=run,
                     timeout_s=timeout_s,
+                    **config,
                 )
             )
-        if len(plan.trials) > MAX_TRIALS:
-            raise PlanError(f"the campaign expands to more than {MAX_TRIALS} trials; split it")
     if not plan.trials:
         raise PlanError(
             "the campaign has no runnable trial: "

@@ -76,6 +76,21 @@ class Scenario(_Strict):
         return self.minutes * 60.0 if self.kind == "soak" else policy_max_s
 
 
+DEFAULT_RUNS = 5
+
+
+class CampaignPolicy(MeasurementPolicy):
+    """The measurement policy each run is sent with, plus `runs`: how many independent runs
+    (fresh process, own warm-up) measure each configuration. A configuration's figures and
+    verdicts are computed across its runs; a verdict needs at least 4 on each side."""
+
+    runs: int | None = Field(None, ge=1, le=100)
+
+    def measurement(self) -> MeasurementPolicy:
+        """What an agent is sent (runs is the controller's business)."""
+        return MeasurementPolicy(**self.model_dump(exclude={"runs"}))
+
+
 class CampaignSpec(_Strict):
     name: str = Field(min_length=1, max_length=128)
     devices: DeviceSelector
@@ -86,12 +101,28 @@ class CampaignSpec(_Strict):
     precisions: list[Literal["fp32", "fp16", "int8"]] = Field(default=["fp32"], min_length=1)
     batch_sizes: list[Annotated[int, Field(ge=1, le=4096)]] = Field(default=[1], min_length=1)
     scenario: Scenario = Scenario()
-    policy: MeasurementPolicy = MeasurementPolicy()
-    repeats: int = Field(1, ge=1, le=100)
+    policy: CampaignPolicy = CampaignPolicy()
+    # The older name of policy.runs, still read (giving both, differently, is an error).
+    repeats: int | None = Field(None, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _one_run_count(self) -> CampaignSpec:
+        given = self.policy.runs
+        if given is not None and self.repeats is not None and given != self.repeats:
+            raise ValueError(
+                f"repeats ({self.repeats}) and policy.runs ({given}) disagree: "
+                "give policy.runs only (repeats is its older name)"
+            )
+        return self
+
+    @property
+    def runs(self) -> int:
+        """Runs per configuration: policy.runs, else repeats, else DEFAULT_RUNS."""
+        return self.policy.runs or self.repeats or DEFAULT_RUNS
 
     @model_validator(mode="after")
     def _no_duplicates(self) -> CampaignSpec:
-        # Repeating a measurement is what `repeats` is for; a duplicate entry is a typo.
+        # Repeating a measurement is what `policy.runs` is for; a duplicate entry is a typo.
         for field, values in (
             ("models", [m.model_dump_json() for m in self.model_choices()]),
             ("runtimes", [r.model_dump_json() for r in self.runtime_choices()]),
@@ -103,7 +134,8 @@ class CampaignSpec(_Strict):
             for index, value in enumerate(values):
                 if value in seen:
                     raise ValueError(
-                        f"{field}.{index} repeats an earlier entry; use `repeats` to measure again"
+                        f"{field}.{index} repeats an earlier entry; use `policy.runs` to measure "
+                        "more runs"
                     )
                 seen.add(value)
         return self

@@ -30,8 +30,10 @@ def _load(spec_path: Path):
 
 
 def _print_plan(plan) -> None:  # noqa: ANN001
+    runs = max((t.repeat for t in plan.trials), default=0)
     console.print(
         f"{len(plan.trials)} trial(s) on {len(plan.devices)} device(s): {', '.join(plan.devices)}"
+        f" ({len(plan.trials) // max(runs, 1)} configuration(s) × {runs} run(s), interleaved)"
     )
     if plan.skipped:
         table = Table(

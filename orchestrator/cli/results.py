@@ -1,4 +1,4 @@
-"""`edgebench results table|export`."""
+"""`edgebench results table|compare|export`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from orchestrator.cli.store_access import console, fail, open_sessions
+from orchestrator.configurations import MAX_BETWEEN_RUN_CV, configuration_row, group, runs_of
 
 app = typer.Typer(help="Measured results.", no_args_is_help=True)
 
@@ -28,28 +29,69 @@ def _fmt(value: Optional[float], digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def render_table(rows: list[dict], title: Optional[str] = None) -> Table:
-    table = Table(
-        "device", "model", "runtime", "prec", "scenario", "batch", "n", "p50 ms", "p90 ms",
-        "p99 ms", "cv", "items/s", "load ms", "RSS MB", "model MB", "accuracy", "fidelity",
-        "mJ/item", "status", title=title,
-        caption="* unstable: cv above the policy's max_cv; — not measured; fidelity: cosine "
-        "similarity of the outputs to the fp32 reference",
-    )  # fmt: skip
-    for r in rows:
-        status = r["status"] if not r["error"] else f"{r['status']}: {r['error'][:80]}"
-        if r["throttled"]:
-            status += " (throttled)"
-        table.add_row(
-            r["device"], r["model"], f"{r['runtime']}/{r['actual_device'] or r['requested_device']}",
-            r["precision"], r["scenario"], str(r["batch_size"]), str(r["n"] or "—"),
-            _fmt(r["p50_ms"]), _fmt(r["p90_ms"]), _fmt(r["p99_ms"]),
-            _fmt(r["cv"], 2) + ("*" if r["unstable"] else ""),
-            _fmt(r["throughput_ips"], 0), _fmt(r["load_ms"], 1), _fmt(r["peak_rss_mb"], 1),
-            _fmt(r["model_bytes"] / 1e6 if r["model_bytes"] else None, 2),
-            _fmt(r["accuracy"] * 100, 1) + "%" if r["accuracy"] is not None else "—",
-            _fmt(r["fidelity_cosine"], 5), _fmt(r["energy_mj_per_inference"], 3), status,
-        )  # fmt: skip
+def _interval(row: dict) -> str:
+    if row["p50_low_ms"] is None:
+        return "—"
+    return f"{row['p50_low_ms']:.3f}–{row['p50_high_ms']:.3f} ({row['p50_interval_coverage'] * 100:.0f} %)"
+
+
+def _status_of(r: dict) -> str:
+    status = r["status"] if not r["error"] else f"{r['status']}: {r['error'][:80]}"
+    return status + (" (throttled)" if r["throttled"] else "")
+
+
+def _runs_of(r: dict) -> str:
+    return f"{r['runs']}/{r['runs_planned']}" if r["runs"] != r["runs_planned"] else str(r["runs"])
+
+
+def _accuracy(r: dict) -> str:
+    return _fmt(r["accuracy"] * 100, 1) + "%" if r["accuracy"] is not None else "—"
+
+
+# (header, cell) of every column; the across-runs ones only when some configuration has runs.
+COLUMNS = [
+    ("device", lambda r: r["device"]),
+    ("model", lambda r: r["model"]),
+    ("runtime", lambda r: f"{r['runtime']}/{r['actual_device'] or r['requested_device']}"),
+    ("prec", lambda r: r["precision"]),
+    ("scenario", lambda r: r["scenario"]),
+    ("batch", lambda r: str(r["batch_size"])),
+    ("runs", _runs_of),
+    ("p50 ms", lambda r: _fmt(r["p50_ms"]) + ("*" if r["unstable"] else "")),
+    ("p50 interval (coverage)", _interval),
+    ("run cv", lambda r: _fmt(r["between_run_cv"], 3)),
+    ("p90 ms", lambda r: _fmt(r["p90_ms"])),
+    ("p99 ms", lambda r: _fmt(r["p99_ms"])),
+    ("items/s", lambda r: _fmt(r["throughput_ips"], 0)),
+    ("load ms", lambda r: _fmt(r["load_ms"], 1)),
+    ("RSS MB", lambda r: _fmt(r["peak_rss_mb"], 1)),
+    ("model MB", lambda r: _fmt(r["model_bytes"] / 1e6 if r["model_bytes"] else None, 2)),
+    ("accuracy", _accuracy),
+    ("fidelity", lambda r: _fmt(r["fidelity_cosine"], 5)),
+    ("mJ/item", lambda r: _fmt(r["energy_mj_per_inference"], 3)),
+    ("status", _status_of),
+]
+ACROSS_RUNS = {"p50 interval (coverage)", "run cv"}
+
+
+def render_table(configurations: list[dict], title: Optional[str] = None) -> Table:
+    """One row per configuration, its figures across its runs."""
+    several = any(c["runs"] > 1 for c in configurations)
+    columns = [c for c in COLUMNS if several or c[0] not in ACROSS_RUNS]
+    caption = (
+        "p50: median of the runs' medians (a run is a fresh process); other figures: median "
+        "over runs. * unstable: a run's robust spread above max_cv"
+        + (
+            f", or run cv (between-run CV of the median) above {MAX_BETWEEN_RUN_CV:g}; the "
+            "p50 interval is across runs"
+            if several
+            else ""
+        )
+        + "; — not measured; fidelity: cosine similarity to the fp32 reference"
+    )
+    table = Table(*(header for header, _ in columns), title=title, caption=caption)
+    for row in configurations:
+        table.add_row(*(cell(row) for _, cell in columns))
     return table
 
 
@@ -58,7 +100,16 @@ def print_results(sessions, campaign_id: Optional[int]) -> None:  # noqa: ANN001
 
     with sessions() as session:
         rows = queries.result_rows(session, campaign_id=campaign_id)
-    console.print(render_table(rows, title=f"campaign {campaign_id}" if campaign_id else None))
+    configurations = group(rows)
+    console.print(
+        render_table(configurations, title=f"campaign {campaign_id}" if campaign_id else None)
+    )
+    single = [c for c in configurations if c["runs_planned"] == 1]
+    if single:
+        console.print(
+            f"{len(single)} configuration(s) measured in one run: no interval across runs and "
+            "no verdict for them (a campaign's default is policy.runs: 5)."
+        )
 
 
 @app.command("table")
@@ -67,7 +118,7 @@ def table(
     device: Optional[str] = typer.Option(None, help="Only this device."),
     model: Optional[str] = typer.Option(None, help="Only this model."),
 ) -> None:
-    """A comparison table: latency percentiles, throughput and memory per trial."""
+    """A comparison table: one row per configuration, its figures across its runs."""
     from orchestrator.store import queries
 
     with open_sessions()() as session:
@@ -75,7 +126,24 @@ def table(
         if campaign is None:
             fail("no campaigns yet")
         rows = queries.result_rows(session, campaign_id=campaign, device=device, model=model)
-    console.print(render_table(rows, title=f"campaign {campaign}"))
+    console.print(render_table(group(rows), title=f"campaign {campaign}"))
+
+
+def _configuration_runs(session, name: str, prefix: str) -> tuple[dict, list[dict]]:  # noqa: ANN001
+    """The trial a prefix names, and every run of its configuration (measured or not)."""
+    from orchestrator.store import queries
+
+    found = queries.trials_matching(session, prefix) if len(prefix) >= 4 else []
+    if len(found) != 1:
+        what = "no trial" if not found else f"{len(found)} trials"
+        fail(f"{name}: {what} with an id starting {prefix!r} (give at least 4 characters)")
+    trial_id = found[0]["trial_id"]
+    [row] = queries.result_rows(session, trial_id=trial_id)
+    siblings = queries.result_rows(session, campaign_id=row["campaign_id"])
+    runs = runs_of(siblings, trial_id)
+    if not any(r["p50_ms"] is not None for r in runs):
+        fail(f"{name}: the configuration of trial {trial_id[:12]} has no measured run yet")
+    return found[0], runs
 
 
 @app.command("compare")
@@ -83,38 +151,34 @@ def compare(
     a: str = typer.Argument(..., help="Trial id (or its first characters): the baseline."),
     b: str = typer.Argument(..., help="Trial id (or its first characters): the candidate."),
 ) -> None:
-    """Is B faster than A, by how much, and is the difference significant?"""
-    from orchestrator.comparison import ALPHA
-    from orchestrator.comparison import compare as compare_samples
-    from orchestrator.store import queries
+    """Is B faster than A, by how much, and is it a real difference? Judged across the runs of
+    each trial's configuration (run medians against run medians), never from one run."""
+    from orchestrator.across_runs import compare_runs
 
-    picked = {}
     with open_sessions()() as session:
-        for name, prefix in (("A", a), ("B", b)):
-            found = queries.trials_matching(session, prefix) if len(prefix) >= 4 else []
-            if len(found) != 1:
-                what = "no trial" if not found else f"{len(found)} trials"
-                fail(f"{name}: {what} with an id starting {prefix!r} (give at least 4 characters)")
-            samples = queries.result_samples(session, found[0]["trial_id"])
-            if not samples:
-                fail(f"{name}: trial {found[0]['trial_id'][:12]} has no measured samples")
-            picked[name] = (found[0], samples)
-    result = compare_samples(picked["A"][1], picked["B"][1])
-    table = Table("", "trial", "n", "p50 ms", "95 % CI of p50 (ms)")
-    for name, ci, p50, n in (
-        ("A", result.ci_a_ms, result.p50_a_ms, result.n_a),
-        ("B", result.ci_b_ms, result.p50_b_ms, result.n_b),
-    ):
-        info = picked[name][0]
-        interval = f"{ci[0]:.4g} – {ci[1]:.4g}" if ci else "— (too few samples)"
-        table.add_row(
-            name, f"{info['trial_id'][:12]} {info['label']}", str(n), f"{p50:.4g}", interval
+        picked = {
+            name: _configuration_runs(session, name, prefix)
+            for name, prefix in (("A", a), ("B", b))
+        }
+    medians = {
+        name: [r["p50_ms"] for r in runs if r["p50_ms"] is not None]
+        for name, (_, runs) in picked.items()
+    }
+    result = compare_runs(medians["A"], medians["B"])
+    shown = Table("", "configuration", "runs", "run medians (ms)", "median ms", "run cv")
+    for name, (info, runs) in picked.items():
+        config = configuration_row(runs)
+        shown.add_row(
+            name, f"{info['trial_id'][:12]} {info['label']}", str(config["runs"]),
+            " ".join(f"{v:.4g}" for v in medians[name]), _fmt(config["p50_ms"], 4),
+            _fmt(config["between_run_cv"], 3),
+        )  # fmt: skip
+    console.print(shown)
+    if result.p_value is not None:
+        console.print(
+            f"exact Mann-Whitney over run medians: p = {result.p_value:.3g} (α = {result.alpha}); "
+            f"a difference counts from {result.practical_pct:g} %"
         )
-    console.print(table)
-    console.print(
-        f"change {result.change_pct:+.2f} %, Mann-Whitney U p = {result.p_value:.3g} "
-        f"(α = {ALPHA}), median intervals {'overlap' if result.intervals_overlap else 'do not overlap'}"
-    )
     console.print(f"[bold]{result.verdict()}[/bold]")
 
 

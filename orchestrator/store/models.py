@@ -280,6 +280,10 @@ class Result(Base):
     median_ci_high_ms: Mapped[Optional[float]] = mapped_column(Float)
     p90_es_ms: Mapped[Optional[float]] = mapped_column(Float)
     p99_es_ms: Mapped[Optional[float]] = mapped_column(Float)
+    # Robust within-run spread (migration 0009); null on older results.
+    iqr_ms: Mapped[Optional[float]] = mapped_column(Float)
+    mad_ms: Mapped[Optional[float]] = mapped_column(Float)
+    robust_cv: Mapped[Optional[float]] = mapped_column(Float)
     unstable: Mapped[Optional[bool]] = mapped_column(Boolean)
     throughput_ips: Mapped[Optional[float]] = mapped_column(Float)
     load_ms: Mapped[Optional[float]] = mapped_column(Float)

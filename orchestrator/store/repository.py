@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 
 from agents.contract import Heartbeat, Registration, TrialResult, TrialStarted
 from orchestrator.campaigns.matrix import Plan
-from orchestrator.campaigns.spec import CampaignSpec
+from orchestrator.campaigns.spec import DEFAULT_RUNS, CampaignSpec
 from orchestrator.store.models import (
     CANCELLED,
     DONE,
@@ -189,7 +189,7 @@ def create_campaign(session: Session, spec: CampaignSpec, plan: Plan) -> Campaig
     )
     session.add(campaign)
     session.flush()
-    policy = spec.policy.model_dump(mode="json")
+    policy = spec.policy.measurement().model_dump(mode="json")
     for seq, planned in enumerate(plan.trials):
         session.add(
             Trial(
@@ -403,9 +403,67 @@ def record_result(
     result.samples = ResultSamples(samples_ns=list(message.samples_ns))
     session.add(result)
     trial.state, trial.error = DONE, None
+    if message.unstable or message.throttled:
+        add_run(session, trial, "throttled" if message.throttled else "unstable")
     if settle:
         settle_campaign(session, trial.campaign_id)
     return "stored"
+
+
+def planned_runs(campaign: Campaign) -> int:
+    """How many runs the campaign planned per configuration (its spec as stored)."""
+    spec = campaign.spec or {}
+    return (spec.get("policy") or {}).get("runs") or spec.get("repeats") or DEFAULT_RUNS
+
+
+def add_run(session: Session, trial: Trial, reason: str) -> Trial | None:
+    """One more run of `trial`'s configuration, after an unstable or throttled run, while the
+    configuration has had fewer than policy.max_reruns added. No run is replaced or hidden:
+    the configuration's figures are computed over all of them."""
+    budget = int((trial.policy or {}).get("max_reruns") or 0)
+    if budget <= 0:
+        return None
+    same = (
+        select(Trial)
+        .where(Trial.campaign_id == trial.campaign_id, Trial.device_id == trial.device_id)
+        .where(Trial.model_id == trial.model_id, Trial.runtime == trial.runtime)
+        .where(Trial.requested_device == trial.requested_device)
+        .where(Trial.precision == trial.precision, Trial.batch_size == trial.batch_size)
+        .where(Trial.scenario == trial.scenario)
+    )
+    siblings = [
+        t
+        for t in session.scalars(same)
+        if (t.scenario_params or {}) == (trial.scenario_params or {})
+        and (t.runtime_options or {}) == (trial.runtime_options or {})
+    ]
+    if len(siblings) >= planned_runs(trial.campaign) + budget:
+        return None
+    last_seq = session.scalar(
+        select(func.max(Trial.seq)).where(Trial.campaign_id == trial.campaign_id)
+    )
+    added = Trial(
+        id=uuid.uuid4().hex,
+        campaign_id=trial.campaign_id,
+        device_id=trial.device_id,
+        model_id=trial.model_id,
+        runtime=trial.runtime,
+        requested_device=trial.requested_device,
+        runtime_options=trial.runtime_options,
+        precision=trial.precision,
+        batch_size=trial.batch_size,
+        scenario=trial.scenario,
+        scenario_params=trial.scenario_params,
+        seq=(last_seq or 0) + 1,
+        repeat=max(t.repeat for t in siblings) + 1,
+        policy=trial.policy,
+        timeout_s=trial.timeout_s,
+        state=PENDING,
+        attempt=0,
+        note=f"a run added after run {trial.repeat} was {reason}",
+    )
+    session.add(added)
+    return added
 
 
 def open_trials(session: Session) -> list[Trial]:

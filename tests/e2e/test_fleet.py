@@ -13,7 +13,7 @@ from orchestrator.store.models import Device, Result, Trial
 
 pytestmark = pytest.mark.e2e
 
-QUICK_POLICY = "policy: {warmup_s: 0.1, min_queries: 30, min_s: 0.3, max_s: 3}\n"
+QUICK_POLICY = "policy: {warmup_s: 0.1, min_queries: 30, min_s: 0.3, max_s: 3, runs: 1}\n"
 
 
 def online(fleet, *names):
@@ -90,7 +90,7 @@ def test_kill_9_of_an_agent_mid_trial_reruns_the_trial_once(fleet, tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_text(
         "name: kill9\ndevices: {names: [victim]}\nmodels: [small_cnn_96]\nbatch_sizes: [1]\n"
-        "policy: {warmup_s: 0.1, min_queries: 10, min_s: 4, max_s: 10}\n"
+        "policy: {warmup_s: 0.1, min_queries: 10, min_s: 4, max_s: 10, runs: 1}\n"
     )
     submitted = fleet.cli("campaign", "submit", str(spec))
     assert submitted.returncode == 0, submitted.stderr
@@ -178,7 +178,7 @@ def test_cancel_mid_trial_holds_the_next_trial_until_the_device_is_free(fleet, t
     long_spec = tmp_path / "long.yaml"
     long_spec.write_text(
         "name: long\ndevices: {names: [busy]}\nmodels: [small_cnn_96]\n"
-        "policy: {warmup_s: 0.1, min_queries: 10, min_s: 5, max_s: 10}\n"
+        "policy: {warmup_s: 0.1, min_queries: 10, min_s: 5, max_s: 10, runs: 1}\n"
     )
     short_spec = tmp_path / "short.yaml"
     short_spec.write_text(
@@ -267,7 +267,7 @@ def test_every_scenario_runs_through_a_campaign_on_every_runtime(fleet, tmp_path
     fleet.start_controller()
     fleet.start_agent("scen")
     fleet.wait_until(online(fleet, "scen"), 60, "the agent to register")
-    policy = "policy: {warmup_s: 0.05, min_queries: 20, min_s: 0.2, max_s: 3, idle_baseline_s: 0}\n"
+    policy = "policy: {warmup_s: 0.05, min_queries: 20, min_s: 0.2, max_s: 3, idle_baseline_s: 0, runs: 1}\n"
     scenarios = {
         "offline": "{kind: offline}",
         "paced": "{kind: paced, gap_s: 0.01}",

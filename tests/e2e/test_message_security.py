@@ -27,7 +27,7 @@ from orchestrator.store.models import EnrollmentToken, RejectedMessage, Trial
 
 pytestmark = pytest.mark.e2e
 
-QUICK_POLICY = "policy: {warmup_s: 0.1, min_queries: 30, min_s: 0.3, max_s: 3}\n"
+QUICK_POLICY = "policy: {warmup_s: 0.1, min_queries: 30, min_s: 0.3, max_s: 3, runs: 1}\n"
 
 
 def _key_from(token: str, device: str) -> bytes:

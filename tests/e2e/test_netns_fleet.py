@@ -28,7 +28,7 @@ from tests.netns_hosts import started_lab
 pytestmark = pytest.mark.e2e
 
 # Long enough that the link can be cut while netns-1 measures.
-POLICY = "policy: {warmup_s: 0.1, min_queries: 20, min_s: 1.5, max_s: 5}\n"
+POLICY = "policy: {warmup_s: 0.1, min_queries: 20, min_s: 1.5, max_s: 5, runs: 1}\n"
 
 
 def device_pythons() -> list[str]:

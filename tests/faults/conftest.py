@@ -47,6 +47,7 @@ def submit(fleet: Fleet, tmp_path: Path, name: str, devices: list[str], **spec) 
         "devices": {"names": devices},
         "models": ["mlp_digits"],
         "policy": FAST_POLICY,
+        "repeats": 1,  # one run per configuration unless the scenario asks for more
         **spec,
     }
     path = tmp_path / f"{name}.yaml"

@@ -311,7 +311,12 @@ def store(tmp_path_factory):
     assert ingest.handle(sessions, sign(registration, key)) == "registered dev-a"
     with sessions.begin() as session:
         build_and_register(session, home / "artifacts")
-        spec = {"name": "t", "devices": {"names": ["dev-a"]}, "models": ["mlp_digits"]}
+        spec = {
+            "name": "t",
+            "devices": {"names": ["dev-a"]},
+            "models": ["mlp_digits"],
+            "repeats": 1,
+        }
         campaign, _ = planning.submit(session, parse_spec({**spec, "batch_sizes": [1, 8]}))
     ids = [dispatch_one(sessions, campaign.id)[0] for _ in range(2)]
     finished, dispatched = ids

@@ -299,7 +299,7 @@ def test_trials_of_a_device_gone_for_good_end_at_their_lease(sqlite_url, tmp_pat
         registration = Registration(device="gone", boot_id="b1", agent_version="t", facts=facts, sent_at=0)  # fmt: skip
         repository.register_device(session, registration)
         build_and_register(session, tmp_path / "artifacts", ["mlp_digits"])
-        spec = {"name": "g", "devices": {"names": ["gone"]}, "models": ["mlp_digits"]}
+        spec = {"name": "g", "devices": {"names": ["gone"]}, "models": ["mlp_digits"], "repeats": 1}
         planning.submit(session, parse_spec({**spec, "batch_sizes": [1, 2, 4]}))
 
     def trials() -> list[Trial]:

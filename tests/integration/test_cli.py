@@ -52,7 +52,7 @@ def write(tmp_path, text: str):
     return str(path)
 
 
-GOOD = "name: lab\ndevices: {tags: [lab]}\nmodels: [mlp_digits]\nbatch_sizes: [1, 8]\n"
+GOOD = "name: lab\ndevices: {tags: [lab]}\nmodels: [mlp_digits]\nbatch_sizes: [1, 8]\nrepeats: 1\n"
 
 
 @pytest.mark.parametrize(
@@ -172,29 +172,39 @@ def test_agent_without_broker_says_how_to_get_one(tmp_path):
     assert done.returncode == 2 and "invalid device name" in done.stdout + done.stderr
 
 
-def test_results_compare_reports_change_and_significance(sqlite_url, tmp_path):
-    from tests.seed import seed_store
+def test_results_compare_judges_across_runs(sqlite_url, tmp_path):
+    from tests.seed import RUNS, seed_runs, seed_store
 
-    seeded = seed_store(sqlite_url)
     env = {"EDGEBENCH_DATABASE_URL": sqlite_url, "EDGEBENCH_HOME": str(tmp_path)}
+    runs = seed_runs(sqlite_url)["trials"]
+    pi = next(t for t in runs if t["device"] == "seed-pi4")
+    x86 = next(t for t in runs if t["device"] == "seed-x86")
+    out = run_cli("results", "compare", pi["trial_id"][:8], x86["trial_id"][:8], env=env)
+    assert out.returncode == 0, out.stderr
+    assert "B is faster than A by 88.9 %" in out.stdout and "a real difference" in out.stdout
+    # 5 runs against 5: the exact test's smallest p, 2 / C(10, 5)
+    assert "p = 0.00794" in out.stdout
+    assert "seed-pi4" in out.stdout and "seed-x86" in out.stdout and f"{RUNS}" in out.stdout
+    # Another run of the same configuration names the same runs: no difference.
+    other_pi_run = next(t for t in runs if t["device"] == "seed-pi4" and t is not pi)
+    same = run_cli("results", "compare", pi["trial_id"], other_pi_run["trial_id"], env=env)
+    assert same.returncode == 0 and "no difference found" in same.stdout, same.stdout
+
+    # One run a side (the plain seed campaign): no verdict, and why.
+    seeded = seed_store(sqlite_url)
     done = {
         (t["device"], t["model"], t["batch_size"]): t
         for t in seeded["trials"]
         if t["status"] == "done"
     }
-    pi = done[("seed-pi4", "seed_digits", 1)]
-    x86 = done[("seed-x86", "seed_digits", 1)]
-    out = run_cli("results", "compare", pi["trial_id"][:8], x86["trial_id"][:8], env=env)
-    assert out.returncode == 0, out.stderr
-    assert "B is faster than A" in out.stdout and "significant" in out.stdout
-    assert "seed-pi4" in out.stdout and "seed-x86" in out.stdout
-    same = run_cli("results", "compare", pi["trial_id"], pi["trial_id"], env=env)
-    assert same.returncode == 0 and "no significant difference" in same.stdout
+    one, other = done[("seed-pi4", "seed_digits", 1)], done[("seed-x86", "seed_digits", 1)]
+    single = run_cli("results", "compare", one["trial_id"], other["trial_id"], env=env)
+    assert single.returncode == 0 and "not enough runs to tell (1 and 1 runs" in single.stdout
     missing = run_cli("results", "compare", "zzzz", pi["trial_id"], env=env)
     assert missing.returncode == 1 and "no trial with an id starting 'zzzz'" in missing.stderr
     failed = next(t for t in seeded["trials"] if t["status"] == "failed")
     no_samples = run_cli("results", "compare", failed["trial_id"], pi["trial_id"], env=env)
-    assert no_samples.returncode == 1 and "no measured samples" in no_samples.stderr
+    assert no_samples.returncode == 1 and "has no measured run yet" in no_samples.stderr
 
 
 def test_agent_with_bad_tags_fails_at_once_with_the_reason(tmp_path, redis_url):

@@ -367,8 +367,9 @@ def test_diff_says_what_differs_and_whether_it_matters(monkeypatch, tmp_path, se
     }
     app = open_page(monkeypatch, seeded_sqlite["url"], tmp_path, "Diff", params)
     assert_clean(app)
-    (verdict,) = [s.value for s in app.success]
-    assert verdict.startswith("B is faster than A by 88.9 %") and verdict.endswith("significant")
+    # One run of each configuration: no verdict from a single run, and the page says why.
+    assert app.success == []
+    assert any(i.value.startswith("not enough runs to tell (1 and 1 runs") for i in app.info)
     differs = table(app).set_index("what")
     assert set(differs["differs"]) == {True}
     assert differs.loc["device", "A"] == "seed-pi4" and differs.loc["device", "B"] == "seed-x86"
@@ -393,8 +394,27 @@ def test_diff_says_what_differs_and_whether_it_matters(monkeypatch, tmp_path, se
     widget(app, "selectbox", "Trial B").set_value(same["trial_id"]).run()
     widget(app, "selectbox", "Trial A").set_value(same["trial_id"]).run()
     assert_clean(app)
-    assert any(i.value.startswith("no significant difference") for i in app.info)
+    assert app.success == []
     assert any(i.value == "Nothing recorded differs between these two trials." for i in app.info)
+
+
+def test_diff_judges_two_configurations_across_their_runs(monkeypatch, tmp_path, sqlite_url):
+    runs = seed.seed_runs(sqlite_url)
+    pi = next(t for t in runs["trials"] if t["device"] == "seed-pi4")
+    x86 = next(t for t in runs["trials"] if t["device"] == "seed-x86")
+    app = open_page(
+        monkeypatch,
+        sqlite_url,
+        tmp_path,
+        "Diff",
+        {"campaign": f"{runs['campaign_id']}: {seed.RUNS_CAMPAIGN}"},
+    )
+    widget(app, "selectbox", "Trial A").set_value(pi["trial_id"]).run()
+    widget(app, "selectbox", "Trial B").set_value(x86["trial_id"]).run()
+    assert_clean(app)
+    (verdict,) = [s.value for s in app.success]
+    assert verdict.startswith("B is faster than A by 88.9 %") and "a real difference" in verdict
+    assert any(f"({seed.RUNS} runs)" in c.value for c in app.caption)
 
 
 def test_compare_box_plots_from_the_stored_samples(monkeypatch, tmp_path, seeded_sqlite):

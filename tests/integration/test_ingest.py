@@ -54,15 +54,23 @@ def registration(name: str, boot: str, sent_at: float | None = None) -> dict:
     )
 
 
-@pytest.fixture
-def world(store_url, tmp_path):
-    """Two registered devices, the built-in models, and a campaign of 4 trials on `dev-a`."""
+def enrolled_store(store_url: str, *devices: str):  # noqa: ANN201
+    """Sessions on the store, with each device (booted as boot-<last letter>) registered
+    through ingest after enrolling with one reusable token."""
     sessions = session_factory(store_url)
     _, TOKEN["id"], TOKEN["hash"] = new_token()
     with sessions.begin() as session:
         repository.add_token(session, TOKEN["id"], TOKEN["hash"], local=True)
-    assert ingest.handle(sessions, registration("dev-a", "boot-a")) == "registered dev-a"
-    assert ingest.handle(sessions, registration("dev-b", "boot-b")) == "registered dev-b"
+    for name in devices:
+        boot = f"boot-{name[-1]}"
+        assert ingest.handle(sessions, registration(name, boot)) == f"registered {name}"
+    return sessions
+
+
+@pytest.fixture
+def world(store_url, tmp_path):
+    """Two registered devices, the built-in models, and a campaign of 4 trials on `dev-a`."""
+    sessions = enrolled_store(store_url, "dev-a", "dev-b")
     with sessions.begin() as session:
         build_and_register(session, tmp_path / "artifacts")
         spec = parse_spec(
@@ -71,6 +79,7 @@ def world(store_url, tmp_path):
                 "devices": {"names": ["dev-a"]},
                 "models": ["mlp_digits", "small_cnn_96"],
                 "batch_sizes": [1, 8],
+                "policy": {"runs": 1},
             }
         )
         campaign, plan = planning.submit(session, spec)

@@ -125,6 +125,25 @@ def spec_for(home: Path, fmt: str, precision: str, batch: int = 10) -> TrialSpec
     )
 
 
+def int8_cosine_bound(fmt: str) -> float:
+    """How close int8 outputs must be to fp32, from what this CPU can do. An x86 CPU without
+    VNNI runs onnxruntime's u8s8 kernels on VPMADDUBSW, whose int16 pair sums saturate
+    (onnxruntime's quantization guide: "reduce_range"), so its ONNX int8 agrees a little less
+    (cosine 0.998 measured on an AVX2-only EPYC, above 0.999 with AVX-512 VNNI)."""
+    import platform
+
+    flags = set()
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    exact_int8_dot = platform.machine() not in ("x86_64", "AMD64") or bool(
+        flags & {"avx512_vnni", "avx_vnni"}
+    )
+    return 0.999 if exact_int8_dot or fmt != "onnx" else 0.995
+
+
 @pytest.mark.parametrize(("fmt", "precision"), DIGITS_VARIANTS, ids=lambda v: str(v))
 def test_every_variant_runs_with_fidelity_and_accuracy(built, fmt, precision):
     home, _, _ = built
@@ -134,7 +153,7 @@ def test_every_variant_runs_with_fidelity_and_accuracy(built, fmt, precision):
     assert result["status"] == "ok" and result["summary"]["n"] >= 20
     assert result["accuracy_n"] == 450  # the held-out test split, labelled
     if precision == "int8":
-        assert result["fidelity_cosine"] > 0.999
+        assert result["fidelity_cosine"] > int8_cosine_bound(fmt)
         assert result["fidelity_top1_agreement"] >= 0.99
         assert result["accuracy"] >= fp32_accuracy - 0.01
     else:
@@ -365,6 +384,7 @@ def test_add_list_and_remove_on_both_stores_and_refuse_removing_a_used_model(sto
                 "devices": {"names": ["box"]},
                 "models": ["used"],
                 "runtimes": ["openvino"],
+                "policy": {"runs": 1},
             }
         )
         campaign, plan = planning.submit(session, spec)

@@ -54,6 +54,7 @@ def setup(store_url, redis_url, tmp_path):
                 "devices": {"names": ["dev"]},
                 "models": ["mlp_digits"],
                 "batch_sizes": [1, 2],
+                "policy": {"runs": 1},
             }
         )
         planning.submit(session, spec)

@@ -15,7 +15,7 @@ from orchestrator.campaigns.matrix import (
     expand,
     select_devices,
 )
-from orchestrator.campaigns.spec import MAX_TRIALS, load_spec, parse_spec
+from orchestrator.campaigns.spec import MAX_TRIALS, SpecError, load_spec, parse_spec
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -34,6 +34,8 @@ ARTIFACTS = [
 
 def spec(**fields):
     data = {"name": "t", "devices": {"tags": ["lab"]}, "models": ["mlp_digits"]}
+    if "repeats" not in fields and "policy" not in fields:
+        data["policy"] = {"runs": 1}  # one run per configuration unless a test says more
     data.update(fields)
     return parse_spec(data)
 
@@ -110,7 +112,7 @@ def test_one_planned_trial_exactly():
         devices={"names": ["nano"]},
         runtimes=[{"name": "onnxruntime", "device": "CUDA"}],
         batch_sizes=[4],
-        policy={"warmup_s": 2, "min_queries": 10, "min_s": 1, "max_s": 40},
+        policy={"warmup_s": 2, "min_queries": 10, "min_s": 1, "max_s": 40, "runs": 1},
     )
     assert result.trials == [
         PlannedTrial(
@@ -363,7 +365,7 @@ def test_openvino_runs_the_onnx_artifact_until_an_ir_exists():
     onnx = ArtifactInfo(1, "m", "onnx", "fp32")
     ir = ArtifactInfo(2, "m", "openvino-ir", "fp32")
     spec = parse_spec(
-        {"name": "c", "devices": {"names": ["x86"]}, "models": ["m"],
+        {"name": "c", "devices": {"names": ["x86"]}, "models": ["m"], "policy": {"runs": 1},
          "runtimes": ["onnxruntime", "openvino", {"name": "openvino", "device": "GPU"}]}
     )  # fmt: skip
     planned = expand(spec, [device], [onnx])
@@ -445,9 +447,14 @@ def test_a_class_runs_each_trial_once_spread_over_its_online_devices():
         PIS,
         ARTIFACTS,
     )
-    assert len(result.trials) == 4 * 2  # once per combination and repeat, not per device
+    assert len(result.trials) == 4 * 2  # once per combination and run, not per device
     per_device = {d: sum(t.device == d for t in result.trials) for d in ("pi4-a", "pi4-b", "pi4-c")}
     assert per_device == {"pi4-a": 4, "pi4-b": 4, "pi4-c": 0}  # the offline one waits out
+    # Both runs of a configuration are on one device: they are compared with each other.
+    runs_on = {}
+    for t in result.trials:
+        runs_on.setdefault(t.batch_size, set()).add(t.device)
+    assert all(len(devices) == 1 for devices in runs_on.values())
 
 
 def test_a_class_with_only_offline_devices_still_gets_its_trials():
@@ -476,3 +483,31 @@ def test_a_combination_no_device_of_the_class_runs_is_one_skip_with_every_reason
             " runtime openvino is not installed on pi4-c",
         ),
     ]
+
+
+# --- runs --------------------------------------------------------------------------------
+
+
+def test_a_configuration_is_measured_five_times_by_default():
+    result = expand(parse_spec({"name": "t", "devices": {"names": ["pi4-a"]}, "models": ["mlp_digits"]}), DEVICES, ARTIFACTS)  # fmt: skip
+    assert [t.repeat for t in result.trials] == [1, 2, 3, 4, 5]
+
+
+def test_runs_are_interleaved_across_configurations():
+    """A B C A B C: drift during the campaign falls on every configuration alike."""
+    result = plan(devices={"names": ["pi4-a"]}, batch_sizes=[1, 4, 16], policy={"runs": 3})
+    order = [(t.repeat, t.batch_size) for t in result.trials]
+    assert order == [(r, b) for r in (1, 2, 3) for b in (1, 4, 16)]
+
+
+def test_repeats_is_the_older_name_of_policy_runs():
+    assert len(plan(devices={"names": ["pi4-a"]}, repeats=3).trials) == 3
+    assert len(plan(devices={"names": ["pi4-a"]}, repeats=3, policy={"runs": 3}).trials) == 3
+    with pytest.raises(SpecError, match="repeats .3. and policy.runs .2. disagree"):
+        spec(repeats=3, policy={"runs": 2})
+
+
+def test_runs_stay_on_the_controller_and_are_not_sent_to_agents():
+    policy = spec(policy={"runs": 4, "min_queries": 7}).policy
+    sent = policy.measurement().model_dump()
+    assert "runs" not in sent and sent["min_queries"] == 7

@@ -52,7 +52,7 @@ def test_design_example_is_valid():
     assert spec.policy.min_queries == 200
     assert spec.policy.min_s == 3
     assert spec.policy.max_s == 30
-    assert spec.repeats == 1
+    assert spec.runs == 1 and spec.repeats == 1  # the older name of policy.runs
 
 
 def test_defaults_of_a_minimal_spec():
@@ -63,7 +63,7 @@ def test_defaults_of_a_minimal_spec():
     assert spec.scenario.kind == "single_stream"
     assert (spec.policy.warmup_s, spec.policy.min_queries, spec.policy.min_s) == (1.0, 200, 3.0)
     assert (spec.policy.max_s, spec.policy.max_queries) == (30.0, 100_000)
-    assert spec.repeats == 1
+    assert spec.runs == 5 and spec.repeats is None and spec.policy.runs is None
 
 
 def test_runtime_with_a_device():

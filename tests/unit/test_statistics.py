@@ -139,6 +139,9 @@ def test_summarize_ns_converts_to_milliseconds_and_sorts():
         "median_ci_high_ms",
         "p90_es_ms",
         "p99_es_ms",
+        "iqr_ms",
+        "mad_ms",
+        "robust_cv",
     }
     # Four samples support neither a 95 % median interval nor a 99 % tail bound.
     assert summary["median_ci_low_ms"] is None and summary["p90_es_ms"] is None
@@ -153,6 +156,11 @@ def test_summarize_ns_converts_to_milliseconds_and_sorts():
     assert summary["p90_ms"] == pytest.approx(3.7, abs=EXACT)
     assert summary["p95_ms"] == pytest.approx(3.85, abs=EXACT)
     assert summary["p99_ms"] == pytest.approx(3.97, abs=EXACT)
+    # Robust spread: quartiles 1.75 and 3.25 (type 7); |x - 2.5| = 1.5, 0.5, 0.5, 1.5 has
+    # median 1.0; robust_cv = 1.4826 x 1.0 / 2.5.
+    assert summary["iqr_ms"] == pytest.approx(1.5, abs=EXACT)
+    assert summary["mad_ms"] == pytest.approx(1.0, abs=EXACT)
+    assert summary["robust_cv"] == pytest.approx(1.4826 / 2.5, abs=EXACT)
 
 
 def test_summarize_ns_keeps_sub_millisecond_resolution():

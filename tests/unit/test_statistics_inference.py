@@ -1,4 +1,4 @@
-"""Confidence intervals, early-stopping bounds and the Mann-Whitney test: exact values.
+"""Confidence intervals, early-stopping estimates and the Mann-Whitney test: exact values.
 
 Reference values were computed by hand (binomial sums written out below) or, for the
 Mann-Whitney p-values, once with scipy.stats.mannwhitneyu(method="asymptotic",
@@ -8,17 +8,19 @@ use_continuity=True), which uses the same normal approximation with tie correcti
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 
 from agents.contract.statistics import (
     binomial_cdf,
+    early_stopping_rank,
     mann_whitney,
     median_ci,
+    percentile,
     quantile_upper_bound,
     summarize_ns,
 )
-from orchestrator.comparison import compare
 
 
 def test_binomial_cdf_exact():
@@ -51,17 +53,73 @@ def test_median_ci_needs_six_samples_at_95_percent():
     assert median_ci([1.0, 2.0, 3.0, 4.0, 5.0], 0.95) is None
 
 
+# -- early stopping: MLPerf LoadGen's estimate (loadgen/early_stopping.cc, results.cc) --
+#
+# LoadGen, SingleStream, confidence c = 0.99, tolerance 0: with q the percentile,
+#   odds(h, t) = P(Bin(h + t, 1 - q) <= t)       (at most t over-latency queries in h + t)
+#   MinPassing(t) = least h with odds(h, t) < 1 - c
+#   no estimate while n < MinPassing(1) + 1; else t = largest i >= 1 such that
+#   MinPassing(j) + j <= n for all j <= i, and the estimate is x[n - t] (0-based,
+#   ascending): the t - 1 highest latencies are discarded.
+# The reference below follows that text literally, in exact integer arithmetic with
+# q = a/b: odds < 1/100  <=>  100 * sum_k C(h+t, k) (b-a)^k a^(h+t-k) < b^(h+t).
+
+
+def _odds_below_one_percent(h: int, t: int, a: int, b: int) -> bool:
+    m = h + t
+    over = sum(math.comb(m, k) * (b - a) ** k * a ** (m - k) for k in range(t + 1))
+    return 100 * over < b**m
+
+
+_MIN_PASSING: dict = {}
+
+
+def _min_passing(t: int, a: int, b: int) -> int:
+    if (t, a, b) not in _MIN_PASSING:
+        # MinPassing is non-decreasing in t: Bin(m + 1) <= Bin(m) + 1, so
+        # odds(h, t) >= odds(h, t - 1), and an h failing at t - 1 fails at t too
+        h = _min_passing(t - 1, a, b) if t > 1 else 1
+        while not _odds_below_one_percent(h, t, a, b):
+            h += 1
+        _MIN_PASSING[t, a, b] = h
+    return _MIN_PASSING[t, a, b]
+
+
+def loadgen_reference_rank(n: int, a: int, b: int):
+    if n < _min_passing(1, a, b) + 1:
+        return None  # "Need to process at least MinPassing(1) + 1 queries"
+    t = 1
+    for i in range(2, n + 1):
+        if n < _min_passing(i, a, b) + i:
+            t = i - 1
+            break
+    return n - t
+
+
 @pytest.mark.parametrize(
     "n, q, expected",
     [
-        # p90 at 99 %: need 1 - 0.9**n >= 0.99 -> n >= 44 before even x(n) qualifies
+        # p90: P(Bin(63, .1) <= 1) = .9**63 + 63 * .1 * .9**62 = 0.01048 >= .01, but
+        # P(Bin(64, .1) <= 1) = 0.00956 < .01: MinPassing(1) = 63, LoadGen needs 64 queries
+        # ("Need to process at least 64 queries"), and at 64 discards none: x[63], the max.
         (43, 0.90, None),
-        (44, 0.90, 44.0),
-        # n=50: P(Bin(50,.9) <= 48) = 1 - .9**50 - 50*.1*.9**49 = 0.966 < .99; <= 49: 0.9948
-        (50, 0.90, 50.0),
-        # p99 at 99 %: 1 - 0.99**n >= 0.99 -> n >= 459
+        (50, 0.90, None),
+        (63, 0.90, None),
+        (64, 0.90, 64.0),
+        # n=100: P(Bin(100, .1) <= 3) = 0.00784 < .01 <= P(<= 4) = 0.0237, so t = 3:
+        # x[97] = 98.0, two highest discarded.
+        (100, 0.90, 98.0),
+        # p99: P(Bin(661, .01) <= 1) = 0.0100010 >= .01, P(Bin(662, .01) <= 1) = 0.00991:
+        # MinPassing(1) = 661, LoadGen needs 662 queries ("would need to process at least
+        # 662 total queries"); at 662, x[661], the max. (ceil(log .01 / log .99) = 459 is
+        # MinPassing(0), LoadGen's search seed, not a threshold: SingleStream needs t >= 1.)
         (458, 0.99, None),
-        (459, 0.99, 459.0),
+        (460, 0.99, None),
+        (661, 0.99, None),
+        (662, 0.99, 662.0),
+        # n=1000, p99: P(Bin(1000, .01) <= 2) = 0.00268 < .01 <= P(<= 3) = 0.01007: t = 2,
+        # x[998] = 999.0.
+        (1000, 0.99, 999.0),
     ],
 )
 def test_early_stopping_bound(n, q, expected):
@@ -69,10 +127,51 @@ def test_early_stopping_bound(n, q, expected):
     assert quantile_upper_bound(values, q, 0.99) == expected
 
 
+def test_early_stopping_minimum_counts_are_loadgens():
+    assert early_stopping_rank(63, 0.90) is None and early_stopping_rank(64, 0.90) == 63
+    assert early_stopping_rank(661, 0.99) is None and early_stopping_rank(662, 0.99) == 661
+    assert _min_passing(1, 9, 10) + 1 == 64 and _min_passing(1, 99, 100) + 1 == 662
+    # the t = 0 count, 0.99**459 = 0.00992 < .01 <= 0.99**458 = 0.01002: 459 queries
+    assert _odds_below_one_percent(459, 0, 99, 100)
+    assert not _odds_below_one_percent(458, 0, 99, 100)
+
+
+def test_early_stopping_rank_follows_loadgens_definition_exactly():
+    for n in range(1, 701):
+        assert early_stopping_rank(n, 0.90) == loadgen_reference_rank(n, 9, 10), n
+    for n in [*range(640, 700), 1000, 1500]:
+        assert early_stopping_rank(n, 0.99) == loadgen_reference_rank(n, 99, 100), n
+    # the median: P(Bin(h + 1, .5) <= 1) = (h + 2) / 2**(h + 1) is 11/1024 at h = 9 and
+    # 12/2048 < .01 at h = 10, so 11 queries are needed
+    assert early_stopping_rank(10, 0.5) is None and early_stopping_rank(11, 0.5) == 10
+    for n in (1, 2, 10, 11, 12, 20, 50):
+        assert early_stopping_rank(n, 0.5) == loadgen_reference_rank(n, 1, 2), n
+
+
 def test_early_stopping_bound_lies_above_the_plain_percentile():
     values = [float(i) for i in range(1, 1001)]
-    bound = quantile_upper_bound(values, 0.90, 0.99)
-    assert 900 < bound <= 930  # conservative, and not absurdly so
+    # P(Bin(1000, .1) <= 78) = 0.00987 < .01 <= P(<= 79) = 0.01327: t = 78, x[922] = 923.0
+    assert quantile_upper_bound(values, 0.90, 0.99) == 923.0
+    assert percentile(values, 90) < 923.0
+
+
+def test_early_stopping_is_fast_on_a_large_trial():
+    samples = [1_000_000 + (i * 7919) % 100_000 for i in range(100_000)]
+    started = time.perf_counter()
+    summary = summarize_ns(samples)
+    assert time.perf_counter() - started < 1.0
+    assert summary["p90_es_ms"] is not None and summary["p99_es_ms"] is not None
+    # LoadGen's own early_stopping.cc (compiled, driven like results.cc) takes t = 9779
+    # at n = 100,000 for p90 and t = 927 for p99
+    assert early_stopping_rank(100_000, 0.90) == 100_000 - 9_779
+    assert early_stopping_rank(100_000, 0.99) == 100_000 - 927
+
+
+def test_early_stopping_rejects_bad_arguments():
+    with pytest.raises(ValueError):
+        quantile_upper_bound([1.0, 2.0], 1.0)
+    with pytest.raises(ValueError):
+        early_stopping_rank(10, 0.9, 1.0)
 
 
 @pytest.mark.parametrize(
@@ -102,15 +201,3 @@ def test_summary_carries_interval_and_bounds_once_the_sample_is_large_enough():
     assert summary["median_ci_low_ms"] < summary["p50_ms"] < summary["median_ci_high_ms"]
     assert summary["p90_es_ms"] >= summary["p90_ms"] and summary["p99_es_ms"] >= summary["p99_ms"]
     assert summary["p999_ms"] == pytest.approx(0.999001, abs=1e-9)  # 0.001 + 998.001 * 0.001
-
-
-def test_compare_calls_a_clear_shift_significant_and_noise_not():
-    base = [1_000_000 + (i % 50) * 1_000 for i in range(500)]  # 1.000 .. 1.049 ms
-    faster = [s - 200_000 for s in base]
-    shifted = compare(base, faster)
-    assert shifted.significant and shifted.change_pct == pytest.approx(-19.6, abs=0.2)
-    assert "B is faster than A by 19." in shifted.verdict()
-    same = compare(base, list(reversed(base)))
-    assert not same.significant and same.p_value == 1.0
-    assert "no significant difference" in same.verdict()
-    assert math.isclose(same.change_pct, 0.0)

@@ -19,7 +19,8 @@ EXPORT_FIELDS = [
     "trial_id", "campaign", "campaign_id", "device", "device_class", "model", "runtime",
     "runtime_version", "requested_device", "actual_device", "fallback", "precision",
     "batch_size", "scenario", "repeat", "status", "error", "attempt", "n", "min_ms", "p50_ms",
-    "p90_ms", "p95_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "stdev_ms", "cv", "unstable",
+    "p90_ms", "p95_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "stdev_ms", "cv", "iqr_ms",
+    "mad_ms", "robust_cv", "unstable",
     "median_ci_low_ms", "median_ci_high_ms", "p90_es_ms", "p99_es_ms", "throughput_ips",
     "process_start_ms", "import_ms", "load_ms", "load_cached_ms", "first_inference_ms",
     "peak_rss_mb", "load_rss_delta_mb", "model_bytes", "accuracy", "accuracy_n", "fidelity_cosine",
@@ -231,7 +232,8 @@ def result_rows(
         if result is not None:
             for name in (
                 "n", "min_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "p999_ms", "max_ms",
-                "mean_ms", "stdev_ms", "cv", "unstable", "median_ci_low_ms", "median_ci_high_ms",
+                "mean_ms", "stdev_ms", "cv", "iqr_ms", "mad_ms", "robust_cv", "unstable",
+                "median_ci_low_ms", "median_ci_high_ms",
                 "p90_es_ms", "p99_es_ms", "throughput_ips", "load_ms", "first_inference_ms",
                 "peak_rss_mb", "model_bytes", "runtime_version", "actual_device", "fallback",
                 "process_start_ms", "import_ms", "load_rss_delta_mb", "energy_mj_per_inference",

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from orchestrator import comparison
+from orchestrator import across_runs, configurations
 from orchestrator.store import queries
 from orchestrator.store.models import (
     FAILED,
@@ -386,26 +386,34 @@ def newest_trial(
     return session.scalar(select(Result.trial_id).where(Result.id == newest.scalar_subquery()))
 
 
+def _run_medians(session: Session, trial_id: str) -> list[float]:
+    """The run medians (ms) of the configuration `trial_id` is a run of."""
+    [row] = queries.result_rows(session, trial_id=trial_id) or [None]
+    if row is None:
+        return []
+    siblings = queries.result_rows(session, campaign_id=row["campaign_id"])
+    return [r["p50_ms"] for r in configurations.runs_of(siblings, trial_id) if r["p50_ms"]]
+
+
 def significance(session: Session, trial_a: str, trial_b: str) -> dict[str, Any] | None:
-    """`edgebench results compare` on two trials' samples (orchestrator.comparison): the
-    change in median, the medians' 95 % intervals, Mann-Whitney p and the verdict. None
-    when either trial has no samples."""
-    a = queries.result_samples(session, trial_a)
-    b = queries.result_samples(session, trial_b)
+    """`edgebench results compare` on the configurations of two trials: their run medians,
+    the change with its interval, the exact test's p and the verdict. None when either
+    configuration has no measured run."""
+    a, b = _run_medians(session, trial_a), _run_medians(session, trial_b)
     if not a or not b:
         return None
-    found = comparison.compare(a, b)
+    found = across_runs.compare_runs(a, b)
     return {
-        "n_a": found.n_a,
-        "n_b": found.n_b,
+        "runs_a": a,
+        "runs_b": b,
         "p50_a_ms": found.p50_a_ms,
         "p50_b_ms": found.p50_b_ms,
-        "ci_a_ms": found.ci_a_ms,
-        "ci_b_ms": found.ci_b_ms,
         "change_pct": found.change_pct,
+        "interval_pct": found.interval_pct,
+        "interval_coverage": found.interval_coverage,
         "p_value": found.p_value,
-        "alpha": comparison.ALPHA,
-        "intervals_overlap": found.intervals_overlap,
+        "alpha": found.alpha,
+        "practical_pct": found.practical_pct,
         "significant": found.significant,
         "verdict": found.verdict(),
     }
