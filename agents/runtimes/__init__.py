@@ -2,8 +2,11 @@
 
 An adapter has ``name``, ``available()``, ``version()``, ``devices()`` and
 ``precisions(device)`` and ``load(path, options)`` returning a loaded model with ``inputs()``, ``run(feed)``,
-``placement()`` and ``close()``. Runtime libraries are imported only inside the
-adapter, only when used.
+``bind(feed)``, ``placement()`` and ``close()``. ``bind(feed)`` returns the operation a
+trial times, the same work on every runtime: inputs bound once, each call runs the model
+and leaves its outputs in host memory (as the vendors' benchmark tools time it); ``run(feed)``
+is the application's call (inputs passed, outputs returned as arrays), timed beside it.
+Runtime libraries are imported only inside the adapter, only when used.
 """
 
 from __future__ import annotations

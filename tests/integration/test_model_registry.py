@@ -203,6 +203,45 @@ def test_fp32_variants_agree_across_the_three_runtimes(built):
         loaded.close()
 
 
+def test_every_runtime_times_the_same_bound_operation_and_the_call_beside_it(built):
+    """The timed operation computes what the application's call computes, on every runtime,
+    and a trial reports the call's latency beside it (labelled)."""
+    home, _, _ = built
+    [(data,)] = rows(home, "select data from model_cards where name='digits_cnn'")
+    with np.load(json.loads(data)["reference"]["path"]) as reference:
+        inputs, expected = reference["inputs"][:8], reference["outputs"][:8]
+    for fmt in ("tflite", "onnx", "openvino-ir"):
+        [(path,)] = rows(
+            home,
+            "select path from models where name='digits_cnn' and format=? and precision='fp32'",
+            fmt,
+        )
+        loaded = runtimes.adapter(RUNTIME_OF[fmt]).load(
+            path, {"device": "CPU", "precision": "fp32"}
+        )
+        if hasattr(loaded, "prepare"):
+            loaded.prepare(8)
+        [name] = [i["name"] for i in loaded.inputs()]
+        feed = {name: np.ascontiguousarray(inputs)}
+        run_bound = loaded.bind(feed)
+        for _ in range(3):
+            left = run_bound()
+        if fmt == "onnx":  # OrtValues in host memory
+            [bound_out] = [value.numpy() for value in left]
+        elif fmt == "openvino-ir":  # output tensors in host memory
+            [bound_out] = [np.array(tensor.data) for tensor in left]
+        else:  # LiteRT leaves them in the interpreter's buffers (benchmark_model's way)
+            assert left is None
+            [bound_out] = loaded.run(feed)
+        # What the bound operation computed is the fp32 reference answer.
+        np.testing.assert_allclose(np.asarray(bound_out), expected, atol=1e-4, rtol=1e-4)
+        loaded.close()
+        result = runner.run_trial(spec_for(home, fmt, "fp32", batch=1))
+        assert result["environment"]["timed_operation"].startswith("bound")
+        call = result["environment"]["application_call"]
+        assert call["n"] > 0 and call["p50_ms"] > 0 and call["what"].startswith("run(feed)")
+
+
 # --- models add / remove ---------------------------------------------------------------
 
 

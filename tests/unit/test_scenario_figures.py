@@ -70,7 +70,9 @@ def test_paced_energy_window_holds_the_paced_queries_and_the_warm_burst_has_its_
     assert outcome.queries == len(outcome.samples_ns) == 6
     # The paced window covers the paced queries and their gaps, nothing after them.
     assert 6 * 0.022 * 0.95 <= outcome.measured_s < 6 * 0.022 + 0.08
-    assert measured.window_s <= outcome.measured_s + 0.005
+    # (The meter's last reading, a subprocess, ends a few ms after the last query; the warm
+    # burst inside the window would add ~100 ms.)
+    assert measured.window_s <= outcome.measured_s + 0.05
     assert measured.window_j == pytest.approx(WATTS * measured.window_s, rel=1e-6)
     report = outcome.report
     assert report["warm_n"] == scenarios.WARM_BURST and report["warm_p50_ms"] >= 2.0
