@@ -4,8 +4,9 @@ An adapter has ``name``, ``available()``, ``version()``, ``devices()`` and
 ``precisions(device)`` and ``load(path, options)`` returning a loaded model with ``inputs()``, ``run(feed)``,
 ``bind(feed)``, ``placement()`` and ``close()``. ``bind(feed)`` returns the operation a
 trial times, the same work on every runtime: inputs bound once, each call runs the model
-and leaves its outputs in host memory (as the vendors' benchmark tools time it); ``run(feed)``
-is the application's call (inputs passed, outputs returned as arrays), timed beside it.
+and leaves its outputs in host memory (as the vendors' benchmark tools time it), with an
+``outputs()`` attribute that reads them (untimed); ``run(feed)`` is the application's call
+(inputs passed, outputs returned as arrays), timed beside it.
 Runtime libraries are imported only inside the adapter, only when used.
 """
 

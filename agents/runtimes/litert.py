@@ -84,14 +84,20 @@ class LoadedLiteRtModel:
 
     def bind(self, feed: Dict[str, Any]) -> Callable[[], Any]:
         """The timed operation: inputs copied into the interpreter once; each call invokes it
-        and leaves the outputs in its host buffers, as LiteRT's benchmark_model times it
-        (reading them is `run`'s get_tensor copy, outside the timed call)."""
+        and leaves the outputs in its host buffers, as LiteRT's benchmark_model times it;
+        its `outputs()` reads them (get_tensor copies, untimed)."""
         first = next(iter(feed.values()))
         if self._batch != first.shape[0]:
             self.prepare(int(first.shape[0]))
         for detail in self._input_details:
             self._interpreter.set_tensor(detail["index"], feed[detail["name"]])
-        return self._interpreter.invoke
+        interpreter, outputs = self._interpreter, self._output_details
+
+        def run_bound() -> None:
+            interpreter.invoke()
+
+        run_bound.outputs = lambda: [interpreter.get_tensor(d["index"]) for d in outputs]
+        return run_bound
 
     def placement(self) -> Dict[str, Any]:
         partitions, fully = delegation(self._interpreter)

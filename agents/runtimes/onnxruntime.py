@@ -43,7 +43,8 @@ class LoadedOnnxModel:
 
     def bind(self, feed: Dict[str, Any]) -> Callable[[], Any]:
         """The timed operation: inputs bound once (IOBinding), each call runs the model and
-        leaves its outputs in host (CPU) memory, as onnxruntime_perf_test times it."""
+        leaves its outputs in host (CPU) memory, as onnxruntime_perf_test times it; its
+        `outputs()` reads them as arrays (untimed: 3-4 us a query on a small model)."""
         binding = self._session.io_binding()
         for name, value in feed.items():
             binding.bind_cpu_input(name, value)
@@ -51,10 +52,10 @@ class LoadedOnnxModel:
             binding.bind_output(output.name, "cpu")
         session = self._session
 
-        def run_bound() -> Any:
+        def run_bound() -> None:
             session.run_with_iobinding(binding)
-            return binding.get_outputs()
 
+        run_bound.outputs = lambda: [value.numpy() for value in binding.get_outputs()]
         return run_bound
 
     def placement(self) -> Dict[str, Any]:
