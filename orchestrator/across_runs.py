@@ -20,15 +20,12 @@ import math
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from agents.contract import statistics
+
 ALPHA = 0.05  # a verdict's false-positive rate
 PRACTICAL_PCT = 2.0  # a difference smaller than this is not called one, however sure
 MIN_RUNS = 3  # fewer runs than this on either side: no verdict
 EXACT_LIMIT = 40  # runs in all up to which the test is exact; beyond, a normal approximation
-
-
-def _binomial_cdf_half(k: int, n: int) -> float:
-    """P(Bin(n, 1/2) <= k)."""
-    return sum(math.comb(n, i) for i in range(0, k + 1)) / 2.0**n
 
 
 def median_interval(values: Sequence[float], confidence: float = 0.95) -> Optional[Dict]:
@@ -41,27 +38,22 @@ def median_interval(values: Sequence[float], confidence: float = 0.95) -> Option
         return None
     ordered = sorted(values)
     j = 1
-    while j + 1 <= n // 2 and 1 - 2 * _binomial_cdf_half(j, n) >= confidence:
+    while j + 1 <= n // 2 and 1 - 2 * statistics.binomial_cdf(j, n, 0.5) >= confidence:
         j += 1
-    coverage = 1 - 2 * _binomial_cdf_half(j - 1, n)
+    coverage = 1 - 2 * statistics.binomial_cdf(j - 1, n, 0.5)
     return {"low": ordered[j - 1], "high": ordered[n - j], "coverage": coverage}
 
 
 def _median(values: Sequence[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    if len(ordered) % 2:
-        return ordered[middle]
-    return (ordered[middle - 1] + ordered[middle]) / 2.0
+    return statistics.percentile(sorted(values), 50)
 
 
 def between_run_cv(values: Sequence[float]) -> Optional[float]:
     """Sample standard deviation of the run medians over their mean (None below 2 runs)."""
     if len(values) < 2:
         return None
-    centre = math.fsum(values) / len(values)
-    spread = math.sqrt(math.fsum((v - centre) ** 2 for v in values) / (len(values) - 1))
-    return spread / centre if centre > 0 else None
+    centre = statistics.mean(values)
+    return statistics.stdev(values) / centre if centre > 0 else None
 
 
 def configuration_figures(run_p50s_ms: Sequence[float]) -> Dict[str, Optional[float]]:
@@ -119,8 +111,6 @@ def exact_mann_whitney_p(a: Sequence[float], b: Sequence[float]) -> float:
     observed = sum(ranks[:m])
     expected = m * (m + n + 1)  # doubled mean rank sum
     if m + n > EXACT_LIMIT:
-        from agents.contract import statistics
-
         return statistics.mann_whitney(a, b)[1]
     counts = _rank_sum_counts(ranks, m)
     extreme = sum(

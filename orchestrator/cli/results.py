@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from orchestrator.cli.store_access import console, fail, open_sessions
-from orchestrator.configurations import MAX_BETWEEN_RUN_CV, configuration_row, group, runs_of
+from orchestrator.configurations import MAX_BETWEEN_RUN_CV, configuration_row, group
 
 app = typer.Typer(help="Measured results.", no_args_is_help=True)
 
@@ -138,9 +138,7 @@ def _configuration_runs(session, name: str, prefix: str) -> tuple[dict, list[dic
         what = "no trial" if not found else f"{len(found)} trials"
         fail(f"{name}: {what} with an id starting {prefix!r} (give at least 4 characters)")
     trial_id = found[0]["trial_id"]
-    [row] = queries.result_rows(session, trial_id=trial_id)
-    siblings = queries.result_rows(session, campaign_id=row["campaign_id"])
-    runs = runs_of(siblings, trial_id)
+    runs = queries.configuration_runs(session, trial_id)
     if not any(r["p50_ms"] is not None for r in runs):
         fail(f"{name}: the configuration of trial {trial_id[:12]} has no measured run yet")
     return found[0], runs

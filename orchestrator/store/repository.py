@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 
 from agents.contract import Heartbeat, Registration, TrialResult, TrialStarted
 from orchestrator.campaigns.matrix import Plan
-from orchestrator.campaigns.spec import DEFAULT_RUNS, CampaignSpec
+from orchestrator.campaigns.spec import CampaignSpec
 from orchestrator.store.models import (
     CANCELLED,
     DONE,
@@ -410,12 +410,6 @@ def record_result(
     return "stored"
 
 
-def planned_runs(campaign: Campaign) -> int:
-    """How many runs the campaign planned per configuration (its spec as stored)."""
-    spec = campaign.spec or {}
-    return (spec.get("policy") or {}).get("runs") or spec.get("repeats") or DEFAULT_RUNS
-
-
 def add_run(session: Session, trial: Trial, reason: str) -> Trial | None:
     """One more run of `trial`'s configuration, after an unstable or throttled run, while the
     configuration has had fewer than policy.max_reruns added. No run is replaced or hidden:
@@ -437,7 +431,7 @@ def add_run(session: Session, trial: Trial, reason: str) -> Trial | None:
         if (t.scenario_params or {}) == (trial.scenario_params or {})
         and (t.runtime_options or {}) == (trial.runtime_options or {})
     ]
-    if len(siblings) >= planned_runs(trial.campaign) + budget:
+    if len(siblings) >= CampaignSpec.model_validate(trial.campaign.spec).runs + budget:
         return None
     last_seq = session.scalar(
         select(func.max(Trial.seq)).where(Trial.campaign_id == trial.campaign_id)

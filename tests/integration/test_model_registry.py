@@ -183,20 +183,28 @@ def test_edgetpu_needs_a_compiled_model_and_says_so(built):
         runtimes.adapter("litert").load(path, {"device": "EdgeTPU"})
 
 
-def test_fp32_variants_agree_across_the_three_runtimes(built):
-    home, _, _ = built
+def reference_slice(home: Path, n: int) -> tuple:
+    """The first n reference inputs of digits_cnn and their fp32 outputs."""
     [(data,)] = rows(home, "select data from model_cards where name='digits_cnn'")
     with np.load(json.loads(data)["reference"]["path"]) as reference:
-        inputs, expected = reference["inputs"][:32], reference["outputs"][:32]
+        return reference["inputs"][:n], reference["outputs"][:n]
+
+
+def load_fp32(home: Path, fmt: str):  # noqa: ANN201
+    """digits_cnn's fp32 variant in `fmt`, loaded by its runtime on the CPU."""
+    [(path,)] = rows(
+        home,
+        "select path from models where name='digits_cnn' and format=? and precision='fp32'",
+        fmt,
+    )
+    return runtimes.adapter(RUNTIME_OF[fmt]).load(path, {"device": "CPU", "precision": "fp32"})
+
+
+def test_fp32_variants_agree_across_the_three_runtimes(built):
+    home, _, _ = built
+    inputs, expected = reference_slice(home, 32)
     for fmt in ("tflite", "onnx", "openvino-ir"):
-        [(path,)] = rows(
-            home,
-            "select path from models where name='digits_cnn' and format=? and precision='fp32'",
-            fmt,
-        )
-        loaded = runtimes.adapter(RUNTIME_OF[fmt]).load(
-            path, {"device": "CPU", "precision": "fp32"}
-        )
+        loaded = load_fp32(home, fmt)
         [name] = [i["name"] for i in loaded.inputs()]
         [out] = loaded.run({name: inputs})
         np.testing.assert_allclose(np.asarray(out), expected, atol=1e-4, rtol=1e-4)
@@ -207,18 +215,9 @@ def test_every_runtime_times_the_same_bound_operation_and_the_call_beside_it(bui
     """The timed operation computes what the application's call computes, on every runtime,
     and a trial reports the call's latency beside it (labelled)."""
     home, _, _ = built
-    [(data,)] = rows(home, "select data from model_cards where name='digits_cnn'")
-    with np.load(json.loads(data)["reference"]["path"]) as reference:
-        inputs, expected = reference["inputs"][:8], reference["outputs"][:8]
+    inputs, expected = reference_slice(home, 8)
     for fmt in ("tflite", "onnx", "openvino-ir"):
-        [(path,)] = rows(
-            home,
-            "select path from models where name='digits_cnn' and format=? and precision='fp32'",
-            fmt,
-        )
-        loaded = runtimes.adapter(RUNTIME_OF[fmt]).load(
-            path, {"device": "CPU", "precision": "fp32"}
-        )
+        loaded = load_fp32(home, fmt)
         if hasattr(loaded, "prepare"):
             loaded.prepare(8)
         [name] = [i["name"] for i in loaded.inputs()]

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from orchestrator import configurations
 from orchestrator.store.models import TERMINAL, Campaign, Device, Model, Result, Trial, utcnow
 from orchestrator.store.repository import as_utc, is_online
 from orchestrator.store.session import session_factory
@@ -244,6 +245,16 @@ def result_rows(
                 row[name] = getattr(result, name)
         rows.append(row)
     return rows
+
+
+def configuration_runs(session: Session, trial_id: str) -> list[dict[str, Any]]:
+    """Result rows of every run of the configuration `trial_id` is a run of (empty when
+    there is no such trial): what `results compare` and the Diff page judge."""
+    found = result_rows(session, trial_id=trial_id)
+    if not found:
+        return []
+    siblings = result_rows(session, campaign_id=found[0]["campaign_id"])
+    return configurations.runs_of(siblings, trial_id)
 
 
 def result_samples(session: Session, trial_id: str) -> list[int]:

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from orchestrator import across_runs, configurations
+from orchestrator import across_runs
 from orchestrator.store import queries
 from orchestrator.store.models import (
     FAILED,
@@ -388,11 +388,7 @@ def newest_trial(
 
 def _run_medians(session: Session, trial_id: str) -> list[float]:
     """The run medians (ms) of the configuration `trial_id` is a run of."""
-    [row] = queries.result_rows(session, trial_id=trial_id) or [None]
-    if row is None:
-        return []
-    siblings = queries.result_rows(session, campaign_id=row["campaign_id"])
-    return [r["p50_ms"] for r in configurations.runs_of(siblings, trial_id) if r["p50_ms"]]
+    return [r["p50_ms"] for r in queries.configuration_runs(session, trial_id) if r["p50_ms"]]
 
 
 def significance(session: Session, trial_a: str, trial_b: str) -> dict[str, Any] | None:
