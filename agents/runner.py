@@ -17,6 +17,7 @@ import signal
 import sys
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
@@ -24,7 +25,7 @@ from typing import Any, Callable, Dict, List, Optional
 from agents import artifact_fetch, runtimes
 from agents.contract import ArtifactRef, TrialSpec, statistics
 from agents.hardware import conditions
-from agents.measurement import energy, fidelity, scenarios, timing
+from agents.measurement import energy, feeds, fidelity, scenarios, timing
 from agents.settings import AgentSettings
 
 
@@ -53,79 +54,56 @@ def local_file(ref: ArtifactRef, device: str) -> Path:
         raise TrialError(str(exc)) from None
 
 
-def reference_data(spec: TrialSpec) -> Optional[Dict[str, Any]]:
-    """The model's reference inputs and fp32 outputs (and labels), or None without any."""
-    if spec.reference is None:
+def npz_data(ref: Optional[ArtifactRef], device: str, what: str) -> Optional[Dict[str, Any]]:
+    """The arrays of a model's data file (reference outputs, sample inputs), or None."""
+    if ref is None:
         return None
     import numpy as np
 
-    path = local_file(spec.reference, spec.device)
+    path = local_file(ref, device)
     try:
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
-    except (OSError, ValueError) as exc:
-        raise TrialError(
-            f"reference data {spec.reference.sha256[:12]} is unreadable: {exc}"
-        ) from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise TrialError(f"{what} {ref.sha256[:12]} is unreadable: {exc}") from None
 
 
-def measure_fidelity(model: Any, data: Dict[str, Any], batch_size: int) -> Dict[str, Any]:
+def measure_fidelity(
+    model: Any, data: Dict[str, Any], batch_size: int, registered: List[Dict[str, Any]]
+) -> Dict[str, Any]:
     """Run the reference inputs through the loaded model and compare with the fp32 outputs."""
     import numpy as np
 
     declared = model.inputs()
+    outputs_declared = model.outputs() if hasattr(model, "outputs") else []
+    if fidelity.is_per_input(data):
+        outputs = model.run(fidelity.reference_feed(data, declared))
+        return fidelity.compare_outputs(outputs, data, outputs_declared)
     if len(declared) != 1:
         raise ValueError(f"reference data covers single-input models; this one has {len(declared)}")
-    outputs_declared = model.outputs() if hasattr(model, "outputs") else [None]
-    batched = bool(declared[0]["shape"]) and declared[0]["shape"][0] is None
+    node = registered[0] if registered else declared[0]
+    batched = node.get("batch_axis", 0) == 0 and bool(node["shape"]) and node["shape"][0] is None
     inputs = data["inputs"]
     collected = []
     for part in fidelity.chunks(len(inputs), batch_size if batched else 1):
         feed = {declared[0]["name"]: fidelity.to_model_dtype(inputs[part], declared[0])}
-        collected.append(fidelity.to_float(model.run(feed)[0], outputs_declared[0]))
+        first = outputs_declared[0] if outputs_declared else None
+        collected.append(fidelity.to_float(model.run(feed)[0], first))
     return fidelity.compare(np.concatenate(collected), data["outputs"], data.get("labels"))
 
 
-def make_feed(declared: List[Dict[str, Any]], batch_size: int, seed: int = 0) -> Dict[str, Any]:
-    """Seeded inputs for every model input; the first dynamic dimension is the batch."""
-    import numpy as np
-
-    batched = any(node["shape"] and node["shape"][0] is None for node in declared)
-    if not batched and batch_size != 1:
-        raise TrialError(
-            f"the model has a fixed batch dimension; batch_size {batch_size} cannot be run "
-            "(export it with a dynamic batch dimension)"
-        )
-    rng = np.random.default_rng(seed)
-    feed = {}
-    for node in declared:
-        shape = list(node["shape"])
-        if shape and shape[0] is None:
-            shape[0] = batch_size
-        if any(dim is None for dim in shape):
-            raise TrialError(
-                f"input {node['name']!r} has dynamic dimensions {node['shape']} beyond the batch;"
-                " register the model with explicit input shapes"
-            )
-        try:
-            dtype = np.dtype(node["dtype"])
-        except TypeError:
-            raise TrialError(
-                f"input {node['name']!r} has unsupported dtype {node['dtype']}"
-            ) from None
-        if dtype.kind == "f":
-            feed[node["name"]] = rng.standard_normal(shape).astype(dtype)
-        elif dtype.kind in "iu" and node.get("quantization"):
-            # A quantized input: values across the whole integer range, as real data gives.
-            info = np.iinfo(dtype)
-            feed[node["name"]] = rng.integers(info.min, info.max + 1, size=shape).astype(dtype)
-        elif dtype.kind in "iu":
-            feed[node["name"]] = rng.integers(0, 10, size=shape).astype(dtype)
-        elif dtype.kind == "b":
-            feed[node["name"]] = rng.integers(0, 2, size=shape).astype(bool)
-        else:
-            raise TrialError(f"input {node['name']!r} has unsupported dtype {node['dtype']}")
-    return feed
+def make_feed(
+    registered: List[Dict[str, Any]],
+    batch_size: int,
+    seed: int = 0,
+    sample: Optional[Dict[str, Any]] = None,
+    declared: Optional[List[Dict[str, Any]]] = None,
+) -> Dict[str, Any]:
+    """The trial's inputs (agents.measurement.feeds), a TrialError where they cannot be built."""
+    try:
+        return feeds.make_feed(registered, batch_size, seed, sample, declared)
+    except feeds.FeedError as exc:
+        raise TrialError(str(exc)) from None
 
 
 def _status_mb(field: str) -> Optional[float]:
@@ -226,13 +204,15 @@ def application_call(model: Any, feed: Dict[str, Any]) -> Dict[str, Any]:
     }
 
 
-def timed_load(runtime: Any, path: Path, spec: TrialSpec, options: Dict[str, Any]) -> tuple:
-    """(loaded model ready for the trial's batch size, nanoseconds it took)."""
+def timed_load(
+    runtime: Any, path: Path, spec: TrialSpec, options: Dict[str, Any], shapes: Dict[str, Any]
+) -> tuple:
+    """(loaded model ready for the trial's input shapes, nanoseconds it took)."""
     t0 = time.perf_counter_ns()
     try:
         model = runtime.load(str(path), options)
         if hasattr(model, "prepare"):  # runtimes with static shapes size them at load
-            model.prepare(spec.batch_size)
+            model.prepare(shapes)
     except Exception as exc:  # a runtime's own load error, reported as the trial's reason
         raise TrialError(f"{spec.runtime} could not load {spec.model}: {exc}") from None
     return model, time.perf_counter_ns() - t0
@@ -336,7 +316,13 @@ def run_trial(
         before = conditions.snapshot(root)
         env["conditions_before"] = before
     path = artifact_path(spec)
-    reference = reference_data(spec)
+    reference = npz_data(spec.reference, spec.device, "reference data")
+    sample = npz_data(spec.sample_input, spec.device, "sample input")
+    registered = [node.model_dump() for node in spec.inputs]
+    try:
+        shapes = feeds.trial_shapes(registered, spec.batch_size)
+    except feeds.FeedError as exc:
+        raise TrialError(str(exc)) from None
     try:
         runtime = runtimes.adapter(spec.runtime)
     except runtimes.RuntimeUnavailable as exc:
@@ -356,25 +342,27 @@ def run_trial(
         "device": spec.requested_device,
         "precision": spec.precision,
         **spec.runtime_options.model_dump(exclude_none=True, exclude={"cache"}),
+        # registered shapes, the batch left dynamic: what runtimes that reshape need
+        "input_shapes": {node["name"]: node["shape"] for node in registered},
     }
     cache_dir = None
     if spec.runtime_options.cache:  # an empty cache: the first load fills it, the second reads it
         cache_dir = tempfile.mkdtemp(prefix="edgebench-runtime-cache-")
         options["cache_dir"] = cache_dir
     rss_before = current_rss_mb()
-    model, load_ns = timed_load(runtime, path, spec, options)
+    model, load_ns = timed_load(runtime, path, spec, options, shapes)
     rss_after = current_rss_mb()
     load_cached_ns = None
     if cache_dir is not None:
         if getattr(model, "runtime_cache", False):
             model.close()
-            model, load_cached_ns = timed_load(runtime, path, spec, options)
+            model, load_cached_ns = timed_load(runtime, path, spec, options, shapes)
         else:
             env["runtime_cache"] = (
                 f"{spec.runtime} on {spec.requested_device} keeps no model cache: loaded once"
             )
     try:
-        feed = make_feed(model.inputs(), spec.batch_size)
+        feed = make_feed(registered, spec.batch_size, sample=sample, declared=model.inputs())
         t0 = time.perf_counter_ns()
         model.run(feed)
         first_ns = time.perf_counter_ns() - t0
@@ -395,7 +383,9 @@ def run_trial(
         quality: Dict[str, Any] = {}
         if reference is not None:
             try:
-                quality = measure_fidelity(model, reference, spec.batch_size)
+                quality = measure_fidelity(model, reference, spec.batch_size, registered)
+                if "fidelity_outputs" in quality:  # several outputs: each one's figures
+                    env["fidelity_outputs"] = quality.pop("fidelity_outputs")
             except ValueError as exc:  # measured latency stands; fidelity is absent, with why
                 env["fidelity_error"] = str(exc)
     finally:

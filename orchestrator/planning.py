@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from agents.contract import InputSpec
 from orchestrator.campaigns.matrix import ArtifactInfo, DeviceInfo, Plan, expand
 from orchestrator.campaigns.spec import CampaignSpec
 from orchestrator.settings import Settings
@@ -32,6 +33,15 @@ def device_infos(session: Session) -> list[DeviceInfo]:
     return infos
 
 
+def fixed_batch(inputs: list[dict]) -> tuple[int | None, ...] | None:
+    """The input shape that fixes the batch when no input has a dynamic batch axis (the
+    first input's), else None: such a model runs at one batch size only."""
+    specs = [InputSpec(**node) for node in inputs]
+    if not specs or any(s.batch_axis is not None and s.shape[s.batch_axis] is None for s in specs):
+        return None
+    return tuple(specs[0].shape)
+
+
 def artifact_infos(session: Session) -> list[ArtifactInfo]:
     cards = {c.name: c for c in session.scalars(select(ModelCard))}
     infos = []
@@ -45,6 +55,10 @@ def artifact_infos(session: Session) -> list[ArtifactInfo]:
                 precision=m.precision,
                 family=card.family if card else None,
                 input_size=card.input_size if card else None,
+                fixed_batch=fixed_batch(m.inputs or []),
+                refused_by=tuple(
+                    sorted(((card.recipe or {}) if card else {}).get("refused_by", {}).items())
+                ),
             )
         )
     return infos

@@ -48,22 +48,25 @@ log = logging.getLogger("edgebench.scheduler")
 LEASE_GRACE_S = 60.0
 
 
-def reference_ref(trial: Trial, settings: Settings) -> ArtifactRef | None:
-    """The model's reference data (fp32 outputs, labels) for fidelity, when it has any."""
+def card_files(trial: Trial, settings: Settings) -> dict[str, ArtifactRef]:
+    """The data files of the trial's model card by role ("reference": fp32 outputs and
+    labels for fidelity; "sample_input": the values trials feed)."""
     card = object_session(trial).scalar(select(ModelCard).where(ModelCard.name == trial.model.name))
-    stored = (card.data or {}).get("reference") if card is not None else None
-    if not stored:
-        return None
-    return ArtifactRef(
-        sha256=stored["sha256"],
-        size=stored["size"],
-        format="npz",
-        uri=settings.artifact_uri(stored["sha256"], stored["path"]),
-    )
+    return {
+        role: ArtifactRef(
+            sha256=stored["sha256"],
+            size=stored["size"],
+            format="npz",
+            uri=settings.artifact_uri(stored["sha256"], stored["path"]),
+        )
+        for role, stored in ((card.data or {}) if card is not None else {}).items()
+        if stored
+    }
 
 
 def trial_spec(trial: Trial, settings: Settings) -> TrialSpec:
     model = trial.model
+    files = card_files(trial, settings)
     return TrialSpec(
         trial_id=trial.id,
         attempt=trial.attempt,
@@ -77,7 +80,8 @@ def trial_spec(trial: Trial, settings: Settings) -> TrialSpec:
             format=model.format,
             uri=settings.artifact_uri(model.sha256, model.path),
         ),
-        reference=reference_ref(trial, settings),
+        reference=files.get("reference"),
+        sample_input=files.get("sample_input"),
         inputs=[InputSpec(**spec) for spec in model.inputs],
         runtime=trial.runtime,
         requested_device=trial.requested_device,

@@ -14,11 +14,20 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Dict, List, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 # 4: agent messages carry a signature (agents.contract.signing); registrations may name
 # the enrollment token their device key came from.
-SCHEMA_VERSION = 4
+# 5: trial specs name each input's batch axis and carry the model's sample input values;
+# latency summaries carry a robust spread (IQR, MAD, robust CV).
+SCHEMA_VERSION = 5
 
 CONTROL_QUEUE = "edgebench.control"
 INGEST_TASK = "edgebench.ingest"
@@ -122,9 +131,34 @@ class ArtifactRef(_Message):
 
 
 class InputSpec(_Message):
+    """One model input as registered: every dimension known but a dynamic batch (None).
+
+    ``batch_axis`` is the axis the trial's batch size goes on; None for an input without
+    one (a scalar, a sample rate), fed as registered. Stored inputs from before batch axes
+    were recorded read as axis 0 when their first dimension is dynamic.
+    """
+
     name: str
     shape: List[Optional[int]]  # None marks the batch (or another dynamic) dimension
     dtype: str
+    batch_axis: Optional[int] = Field(None, ge=0, le=31)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_inputs_batch_first(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "batch_axis" not in data:
+            shape = data.get("shape")
+            if isinstance(shape, list) and shape and shape[0] is None:
+                return {**data, "batch_axis": 0}
+        return data
+
+    @model_validator(mode="after")
+    def _batch_axis_inside_the_shape(self) -> InputSpec:
+        if self.batch_axis is not None and self.batch_axis >= len(self.shape):
+            raise ValueError(
+                f"batch_axis {self.batch_axis} is outside the {len(self.shape)}-d input"
+            )
+        return self
 
 
 class TrialSpec(_Message):
@@ -140,6 +174,8 @@ class TrialSpec(_Message):
     artifact: ArtifactRef
     # fp32 reference inputs/outputs (and labels) for fidelity and accuracy: an .npz file.
     reference: Optional[ArtifactRef] = None
+    # The values registered with the model (an .npz, one array per input): what trials feed.
+    sample_input: Optional[ArtifactRef] = None
     inputs: List[InputSpec]
     runtime: str
     requested_device: str = "CPU"

@@ -5,6 +5,10 @@ float32), ``outputs`` (what the fp32 model computed for them) and, for models tr
 on real data, ``labels`` (the true class of each input). A quantized model is fed the
 same inputs (quantized with its own scale and zero point) and its outputs are
 dequantized before they are compared.
+
+A model with several inputs (or a batch axis elsewhere than first) has one array per
+input (``input:<name>``) and per output (``output:<index>``) instead, fed in one call;
+each output is compared, and the trial's figures are the worst output's.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ import numpy as np
 def to_model_dtype(values: Any, declared: Dict[str, Any]) -> Any:
     """Float inputs as the model takes them: quantized for an integer input with a scale."""
     dtype = np.dtype(declared["dtype"])
-    if dtype.kind == "f":
-        return values.astype(dtype)
+    if dtype.kind == "f" or np.asarray(values).dtype.kind in "iub":
+        return np.asarray(values).astype(dtype)
     quantization = declared.get("quantization")
     if not quantization:
         raise ValueError(
@@ -82,3 +86,46 @@ def compare(
 def chunks(total: int, size: int) -> List[slice]:
     """Consecutive slices of at most ``size`` covering ``range(total)``."""
     return [slice(start, min(start + size, total)) for start in range(0, total, size)]
+
+
+INPUT_KEY, OUTPUT_KEY = "input:", "output:"
+
+
+def is_per_input(data: Dict[str, Any]) -> bool:
+    """A reference stored per input and output (several inputs, or no first batch axis)."""
+    return any(key.startswith(INPUT_KEY) for key in data)
+
+
+def reference_feed(data: Dict[str, Any], declared: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """The stored reference inputs, each as its input takes it."""
+    feed = {}
+    for node in declared:
+        key = INPUT_KEY + node["name"]
+        if key not in data:
+            raise ValueError(f"the reference data has no values for input {node['name']!r}")
+        feed[node["name"]] = np.asarray(to_model_dtype(data[key], node)).copy(order="C")
+    return feed
+
+
+def compare_outputs(
+    outputs: Sequence[Any], data: Dict[str, Any], declared: Sequence[Optional[Dict[str, Any]]]
+) -> Dict[str, Any]:
+    """Every output against its reference: the worst output's figures (lowest cosine and
+    top-1 agreement, largest error), and each output's in ``fidelity_outputs``."""
+    wanted = sorted(
+        (int(key[len(OUTPUT_KEY) :]), data[key]) for key in data if key.startswith(OUTPUT_KEY)
+    )
+    if len(wanted) != len(outputs):
+        raise ValueError(f"the model gave {len(outputs)} outputs, the reference {len(wanted)}")
+    each = [
+        compare(to_float(got, declared[i] if i < len(declared) else None), want)
+        for (i, want), got in zip(wanted, outputs)
+    ]
+    return {
+        "fidelity_max_abs_error": max(r["fidelity_max_abs_error"] for r in each),
+        "fidelity_cosine": min(r["fidelity_cosine"] for r in each),
+        "fidelity_top1_agreement": min(r["fidelity_top1_agreement"] for r in each),
+        "accuracy": None,
+        "accuracy_n": None,
+        "fidelity_outputs": each,
+    }

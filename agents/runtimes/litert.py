@@ -51,7 +51,6 @@ class LoadedLiteRtModel:
         self._delegate = delegate
         self._input_details = interpreter.get_input_details()
         self._output_details = interpreter.get_output_details()
-        self._batch: Optional[int] = None
         self.threads: Optional[int] = None
 
     def inputs(self) -> List[Dict[str, Any]]:
@@ -60,25 +59,27 @@ class LoadedLiteRtModel:
     def outputs(self) -> List[Dict[str, Any]]:
         return [_describe(d) for d in self._output_details]
 
-    def prepare(self, batch_size: int) -> None:
-        """Resize the batch dimension (LiteRT tensors are static once allocated)."""
-        if self._batch == batch_size:
+    def prepare(self, shapes: Dict[str, List[int]]) -> None:
+        """Size every input to the trial's shapes (LiteRT tensors are static once allocated):
+        the batch on its axis, and the dimensions the registration fixed."""
+        current = {d["name"]: list(d["shape"]) for d in self._input_details}
+        if all(current[name] == list(shape) for name, shape in shapes.items() if name in current):
             return
         for detail in self._input_details:
-            shape = list(detail["shape_signature"]) or list(detail["shape"])
-            shape[0] = batch_size
-            self._interpreter.resize_tensor_input(detail["index"], shape, strict=False)
+            shape = shapes.get(detail["name"])
+            if shape is not None:
+                self._interpreter.resize_tensor_input(detail["index"], list(shape), strict=False)
         self._interpreter.allocate_tensors()
         self._input_details = self._interpreter.get_input_details()
         self._output_details = self._interpreter.get_output_details()
-        self._batch = batch_size
 
-    def run(self, feed: Dict[str, Any]) -> List[Any]:
-        first = next(iter(feed.values()))
-        if self._batch != first.shape[0]:
-            self.prepare(int(first.shape[0]))
+    def _set_inputs(self, feed: Dict[str, Any]) -> None:
+        self.prepare({name: list(value.shape) for name, value in feed.items()})
         for detail in self._input_details:
             self._interpreter.set_tensor(detail["index"], feed[detail["name"]])
+
+    def run(self, feed: Dict[str, Any]) -> List[Any]:
+        self._set_inputs(feed)
         self._interpreter.invoke()
         return [self._interpreter.get_tensor(d["index"]) for d in self._output_details]
 
@@ -86,11 +87,7 @@ class LoadedLiteRtModel:
         """The timed operation: inputs copied into the interpreter once; each call invokes it
         and leaves the outputs in its host buffers, as LiteRT's benchmark_model times it;
         its `outputs()` reads them (get_tensor copies, untimed)."""
-        first = next(iter(feed.values()))
-        if self._batch != first.shape[0]:
-            self.prepare(int(first.shape[0]))
-        for detail in self._input_details:
-            self._interpreter.set_tensor(detail["index"], feed[detail["name"]])
+        self._set_inputs(feed)
         interpreter, outputs = self._interpreter, self._output_details
 
         def run_bound() -> None:

@@ -160,10 +160,33 @@ class OpenVinoAdapter:
             config["NUM_STREAMS"] = str(options["num_streams"])
         if options.get("threads") and device.startswith("CPU"):
             config["INFERENCE_NUM_THREADS"] = int(options["threads"])
-        compiled = core.compile_model(read_model(core, path), device, config)
+        model = read_model(core, path)
+        fixed = registered_shapes(model, options.get("input_shapes") or {})
+        if fixed:
+            model.reshape(fixed)
+        compiled = core.compile_model(model, device, config)
         loaded = LoadedOpenVinoModel(compiled, device)
         loaded.applied, loaded.runtime_cache = config, bool(options.get("cache_dir"))
         return loaded
+
+
+def registered_shapes(model: Any, shapes: Dict[str, List[Optional[int]]]) -> Dict[str, Any]:
+    """The reshape that fixes what the registration knows and the model file leaves
+    dynamic, the batch (None) staying dynamic; empty where the model needs none."""
+    import openvino
+
+    fixed = {}
+    for port in model.inputs:
+        shape = shapes.get(port.get_any_name())
+        partial = port.get_partial_shape()
+        if shape is None or partial.is_static or len(shape) != len(partial):
+            continue
+        if all((d is None) == (not dim.is_static) for d, dim in zip(shape, partial)):
+            continue  # dynamic exactly where the registration is: nothing to fix
+        fixed[port.get_any_name()] = openvino.PartialShape(
+            [openvino.Dimension() if d is None else openvino.Dimension(d) for d in shape]
+        )
+    return fixed
 
 
 def read_model(core: Any, path: str) -> Any:

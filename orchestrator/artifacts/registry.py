@@ -20,7 +20,13 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
-from orchestrator.artifacts import builtin_models, content_store, converters, validation
+from orchestrator.artifacts import (
+    builtin_models,
+    content_store,
+    converters,
+    input_shapes,
+    validation,
+)
 from orchestrator.store import repository
 
 TINY = list(builtin_models.BUILDERS)
@@ -82,18 +88,14 @@ def register_artifact(
     precision: str,
     data: bytes,
     recipe: dict,
-    shapes: dict[str, list] | None = None,
+    registered: list[dict[str, Any]] | None = None,
 ) -> int:
     """Check the artifact loads, store it by hash, record it; returns its size.
 
-    ``shapes`` (input name -> shape) fills dimensions the file leaves dynamic, beyond the
-    batch, with the ones the user gave.
+    ``registered`` (the inputs as the user resolved them: shapes and batch axes) fills the
+    dimensions this variant's file leaves dynamic beyond its batch.
     """
-    inputs = validation.describe(data, fmt)
-    for node in inputs:
-        given = (shapes or {}).get(node["name"])
-        if given is not None and len(given) == len(node["shape"]):
-            node["shape"] = [node["shape"][0], *given[1:]]
+    inputs = input_shapes.for_artifact(validation.describe(data, fmt), registered)
     stored = _store_file(artifact_dir, data, validation.SUFFIXES[fmt])
     repository.upsert_model(
         session,
@@ -161,7 +163,7 @@ def _standard(session: Session, artifact_dir: Path, name: str) -> list[tuple[str
     fp32_onnx = next(a for a in built.artifacts if a.format == "onnx" and a.precision == "fp32")
     card = {
         **built.card,
-        "inputs": validation.describe(fp32_onnx.data, "onnx"),
+        "inputs": input_shapes.for_artifact(validation.describe(fp32_onnx.data, "onnx"), None),
         "data": {"reference": _store_file(artifact_dir, built.reference, ".npz")},
     }
     if name == "digits_cnn":

@@ -9,8 +9,8 @@ with the reason.
 from __future__ import annotations
 
 import importlib.util
-import io
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,17 +19,18 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from orchestrator.artifacts import content_store, converters, validation
+from orchestrator.artifacts import (
+    content_store,
+    converters,
+    input_shapes,
+    reference_outputs,
+    validation,
+)
+from orchestrator.artifacts.input_shapes import ModelRejected
 from orchestrator.store import repository
 from orchestrator.store.models import Model, ModelCard
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-REFERENCE_SEED = 13
-REFERENCE_SAMPLES = 8
-
-
-class ModelRejected(ValueError):
-    """A user's model that cannot be registered, with the reason."""
 
 
 @dataclass
@@ -44,21 +45,7 @@ class Candidate:
     derived: list[tuple[str, str, bytes, dict]] = field(default_factory=list)
     reference: bytes | None = None
     notes: list[str] = field(default_factory=list)
-
-
-def parse_shapes(values: list[str]) -> dict[str, list[int]]:
-    """``name=1,3,224,224`` options into {name: [1, 3, 224, 224]}."""
-    shapes = {}
-    for value in values:
-        name, _, dims = value.partition("=")
-        try:
-            shape = [int(d) for d in dims.split(",")]
-        except ValueError:
-            shape = []
-        if not name or not shape or any(d < 1 for d in shape):
-            raise ModelRejected(f"--input-shape {value!r}: expected NAME=D1,D2,... with dims >= 1")
-        shapes[name] = shape
-    return shapes
+    refused_by: dict[str, str] = field(default_factory=dict)  # runtime -> why it cannot
 
 
 def read_model_file(path: Path) -> tuple[str, bytes]:
@@ -79,63 +66,25 @@ def read_model_file(path: Path) -> tuple[str, bytes]:
     return fmt, data
 
 
-def resolve_inputs(
-    declared: list[dict[str, Any]], shapes: dict[str, list[int]]
-) -> list[dict[str, Any]]:
-    """Inputs with every dimension known but the batch; never a silent guess."""
-    names = {node["name"] for node in declared}
-    unknown = sorted(set(shapes) - names)
-    if unknown:
-        raise ModelRejected(
-            f"--input-shape names {', '.join(unknown)}, but the model's inputs are "
-            f"{', '.join(sorted(names))}"
-        )
-    resolved = []
-    for node in declared:
-        shape = list(node["shape"])
-        given = shapes.get(node["name"])
-        if given is not None:
-            if len(given) != len(shape):
-                raise ModelRejected(
-                    f"input {node['name']!r} has {len(shape)} dimensions {shape}; "
-                    f"--input-shape gave {len(given)}"
-                )
-            clash = [(d, g) for d, g in zip(shape[1:], given[1:]) if d is not None and d != g]
-            if clash:
-                raise ModelRejected(
-                    f"input {node['name']!r} is fixed at {shape}; --input-shape {given} disagrees"
-                )
-            shape = [shape[0], *given[1:]]
-        if any(d is None for d in shape[1:]):
-            raise ModelRejected(
-                f"input {node['name']!r} has dynamic dimensions {node['shape']} beyond the batch: "
-                f"give --input-shape {node['name']}=1,... (edgebench does not guess shapes)"
-            )
-        resolved.append({**node, "shape": shape})
-    return resolved
-
-
-def _reference_inputs(
-    inputs: list[dict[str, Any]], sample: dict[str, np.ndarray] | None
-) -> np.ndarray | None:
-    if len(inputs) != 1:
-        return None
-    node = inputs[0]
-    if sample is not None:
-        return sample[node["name"]]
-    if np.dtype(node["dtype"]).kind != "f":
-        return None  # integer inputs whose values matter: only a sample file can say which
-    shape = [REFERENCE_SAMPLES, *node["shape"][1:]]
-    rng = np.random.default_rng(REFERENCE_SEED)
-    return rng.standard_normal(shape).astype(np.dtype(node["dtype"]))
+def _sample_shape_fits(array: np.ndarray, node: dict[str, Any]) -> bool:
+    """The array has the input's shape, any number of rows on the batch axis (the fixed
+    size, where the batch is fixed)."""
+    shape, axis = node["shape"], node["batch_axis"]
+    if array.ndim != len(shape):
+        return False
+    return all(
+        (i == axis and d is None and n >= 1) or n == d
+        for i, (n, d) in enumerate(zip(array.shape, shape))
+    )
 
 
 def load_sample(path: Path, inputs: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    """A sample-input .npz: one array per model input, named as the input, batch first."""
+    """A sample-input .npz: one array per model input, named as the input, with the input's
+    shape (any number of rows on its batch axis), in the input's kind of number."""
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ModelRejected(f"{path}: not a readable .npz file ({exc})") from None
     for node in inputs:
         if node["name"] not in arrays:
@@ -143,43 +92,46 @@ def load_sample(path: Path, inputs: list[dict[str, Any]]) -> dict[str, np.ndarra
                 f"{path}: no array named {node['name']!r} (it has: {', '.join(arrays) or 'none'})"
             )
         array = arrays[node["name"]]
-        if list(array.shape[1:]) != list(node["shape"][1:]):
+        if not _sample_shape_fits(array, node):
+            wanted = ",".join(
+                "N" if i == node["batch_axis"] and d is None else str(d)
+                for i, d in enumerate(node["shape"])
+            )
             raise ModelRejected(
                 f"{path}: {node['name']!r} has shape {list(array.shape)}, the input takes "
-                f"[N, {', '.join(str(d) for d in node['shape'][1:])}]"
+                f"[{wanted}]" + (" (a scalar)" if not node["shape"] else "")
             )
+        kind = np.dtype(node["dtype"]).kind
+        if array.dtype.kind in "fc" and kind in "iub":
+            raise ModelRejected(
+                f"{path}: {node['name']!r} holds {array.dtype} values, the input takes "
+                f"{node['dtype']}: save it as {node['dtype']}"
+            )
+        arrays[node["name"]] = array.astype(node["dtype"])
     return arrays
 
 
-def _fp32_outputs(fmt: str, data: bytes, name: str, values: np.ndarray) -> np.ndarray:
-    """The model's own outputs for the reference inputs, one sample at a time."""
-    outputs = []
-    if fmt == "onnx":
-        import onnxruntime
-
-        session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
-        run = lambda x: session.run(None, {name: x})[0]  # noqa: E731
-    elif fmt == "tflite":
-        interpreter = validation.tflite_interpreter(data)
-        index = interpreter.get_input_details()[0]["index"]
-        out = interpreter.get_output_details()[0]["index"]
-
-        def run(x):
-            interpreter.set_tensor(index, x)
-            interpreter.invoke()
-            return interpreter.get_tensor(out)
-    else:
-        import openvino
-
-        xml, weights = validation.unpack_ir(data)
-        core = openvino.Core()
-        compiled = core.compile_model(
-            core.read_model(xml, weights), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
+def checked_inputs(
+    declared: list[dict[str, Any]],
+    shapes: dict[str, list[int]],
+    axes: dict[str, int | None] | None,
+    sample_path: Path | None,
+) -> tuple[list[dict[str, Any]], dict[str, np.ndarray] | None]:
+    """(the inputs resolved, the sample values): every shape and batch axis known, and real
+    values for the inputs whose values matter."""
+    needs_values = [] if sample_path else input_shapes.wide_integers(declared)
+    refusals = []
+    if needs_values:
+        listed = ", ".join(repr(n) for n in needs_values)
+        kinds = ", ".join(sorted({n["dtype"] for n in declared if n["name"] in needs_values}))
+        refusals.append(
+            f"input(s) {listed} take {kinds} values that matter (token ids, a sample rate, "
+            "a size) and edgebench does not invent them: give --sample-input FILE.npz with "
+            "one array per input, named as the input (np.savez)"
         )
-        run = lambda x: compiled(x)[0]  # noqa: E731
-    for row in values:
-        outputs.append(np.asarray(run(row[np.newaxis])))
-    return np.concatenate(outputs)
+    inputs = input_shapes.resolve(declared, shapes, axes, refusals)
+    sample = load_sample(sample_path, inputs) if sample_path else None
+    return inputs, sample
 
 
 def prepare(
@@ -188,6 +140,7 @@ def prepare(
     precision: str,
     shapes: dict[str, list[int]],
     sample_path: Path | None,
+    axes: dict[str, int | None] | None = None,
 ) -> Candidate:
     """Every check and conversion, before anything is stored."""
     if not NAME_PATTERN.match(name):
@@ -203,8 +156,7 @@ def prepare(
         declared = validation.describe(data, fmt)
     except validation.InvalidModel as exc:
         raise ModelRejected(f"{path}: {exc}") from None
-    inputs = resolve_inputs(declared, shapes)
-    sample = load_sample(sample_path, inputs) if sample_path else None
+    inputs, sample = checked_inputs(declared, shapes, axes, sample_path)
     candidate = Candidate(name, fmt, precision, data, inputs)
     if fmt == "onnx":
         for variant, fp16 in (("fp32", False), ("fp16", True)):
@@ -213,10 +165,13 @@ def prepare(
             try:
                 ir, recipe = converters.onnx_to_openvino_ir(data, fp16)
             except Exception as exc:  # onnxruntime loads it, OpenVINO cannot: say so, go on
-                candidate.notes.append(
-                    f"no OpenVINO IR variant: OpenVINO could not convert it "
+                reason = (
+                    f"OpenVINO could not convert it "
                     f"({type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[-1]})"
                 )
+                candidate.notes.append(f"no OpenVINO IR variant: {reason}")
+                # OpenVINO would read the ONNX file the same way: plans skip it, saying why.
+                candidate.refused_by["openvino"] = reason
                 break
             candidate.derived.append(
                 ("openvino-ir", variant if precision == "fp32" else precision, ir, recipe)
@@ -234,20 +189,12 @@ def prepare(
             "an Edge TPU model runs only with the Edge TPU: no variants, no reference"
         )
         return candidate
-    reference_inputs = _reference_inputs(inputs, sample)
-    if reference_inputs is None:
-        candidate.notes.append(
-            "no reference outputs (fidelity will be null): the model has several inputs or "
-            "integer inputs; pass --sample-input to give real values"
-        )
-    elif precision == "fp32":
-        node = inputs[0]
-        outputs = _fp32_outputs(fmt, data, node["name"], reference_inputs.astype(node["dtype"]))
-        buffer = io.BytesIO()
-        np.savez(buffer, inputs=reference_inputs, outputs=outputs.astype(np.float32))
-        candidate.reference = buffer.getvalue()
-    else:
+    if precision != "fp32":
         candidate.notes.append("no reference outputs: they come from an fp32 model")
+        return candidate
+    candidate.reference, why_not = reference_outputs.reference_file(fmt, data, inputs, sample)
+    if why_not:
+        candidate.notes.append(why_not)
     return candidate
 
 
@@ -293,7 +240,6 @@ def register(
 
     stored = []
     original = {"made_by": "user upload", "file": source}
-    shapes = {node["name"]: node["shape"] for node in candidate.inputs}
     size = register_artifact(
         session,
         artifact_dir,
@@ -302,13 +248,13 @@ def register(
         candidate.precision,
         candidate.data,
         original,
-        shapes,
+        candidate.inputs,
     )
     stored.append((candidate.fmt, candidate.precision, size))
     for fmt, precision, data, recipe in candidate.derived:
         recipe = {**recipe, "from": f"{candidate.fmt} {candidate.precision} (user upload)"}
         size = register_artifact(
-            session, artifact_dir, candidate.name, fmt, precision, data, recipe, shapes
+            session, artifact_dir, candidate.name, fmt, precision, data, recipe, candidate.inputs
         )
         stored.append((fmt, precision, size))
     data_files: dict[str, Any] = {}
@@ -341,7 +287,11 @@ def register(
             "source": source,
             "license": license_name,
             "data": data_files,
-            "recipe": {"made_by": "user upload", "notes": candidate.notes},
+            "recipe": {
+                "made_by": "user upload",
+                "notes": candidate.notes,
+                "refused_by": candidate.refused_by,
+            },
         },
     )
     return stored

@@ -32,7 +32,8 @@ class InvalidModel(ValueError):
 
 
 def describe(data: bytes, fmt: str) -> list[dict[str, Any]]:
-    """The model's inputs as [{name, shape (None = dynamic), dtype}], loading it to check."""
+    """The model's inputs as [{name, shape (None = dynamic), dtype}] (ONNX adds dim_names),
+    loading it to check."""
     try:
         if fmt == "onnx":
             return _onnx_inputs(data)
@@ -58,6 +59,8 @@ def _onnx_inputs(data: bytes) -> list[dict[str, Any]]:
             "name": node.name,
             "shape": [d if isinstance(d, int) else None for d in node.shape],
             "dtype": _onnx_dtype(node.type),
+            # symbolic dimension names ("batch", "N"...), which say where the batch is
+            "dim_names": [d if isinstance(d, str) else None for d in node.shape],
         }
         for node in session.get_inputs()
     ]

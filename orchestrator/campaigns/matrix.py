@@ -44,6 +44,10 @@ class ArtifactInfo:
     precision: str
     family: str | None = None  # input-size variants share a family (mobilenet_v2_96 ...)
     input_size: int | None = None
+    # The first input's shape when no input has a dynamic batch axis: batch 1 only.
+    fixed_batch: tuple[int | None, ...] | None = None
+    # (runtime, why it cannot run the model), found when the model was added
+    refused_by: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,7 @@ def why_not(
     runtime: RuntimeChoice,
     precision: str,
     by_key: dict[tuple[str, str, str], ArtifactInfo],
+    batch: int = 1,
 ) -> tuple[str | None, ArtifactInfo | None]:
     """(why this device cannot run the combination, or None; the artifact it would load)."""
     formats = DEVICE_FORMATS.get((runtime.name, runtime.device), RUNTIME_FORMATS.get(runtime.name))
@@ -156,6 +161,16 @@ def why_not(
         )
     if artifact is None:
         return f"no {' or '.join(formats)} {precision} artifact of {model_name}", None
+    refused = dict(artifact.refused_by).get(runtime.name)
+    if refused:
+        return f"{runtime.name} cannot run {model_name}: {refused}", None
+    if batch != 1 and artifact.fixed_batch is not None:
+        return (
+            f"{model_name} ({artifact.format}) has a fixed batch (input shape "
+            f"{list(artifact.fixed_batch)}): batch_size {batch} cannot run (export the model with a "
+            "dynamic batch dimension)",
+            None,
+        )
     return None, artifact
 
 
@@ -211,7 +226,8 @@ def expand(spec: CampaignSpec, devices: list[DeviceInfo], artifacts: list[Artifa
             "batch_size": batch,
         }
         verdicts = [
-            (d, *why_not(d, model_name, size_reason, runtime, precision, by_key)) for d in members
+            (d, *why_not(d, model_name, size_reason, runtime, precision, by_key, batch))
+            for d in members
         ]
         able = [(d, artifact) for d, reason, artifact in verdicts if reason is None]
         if not able:

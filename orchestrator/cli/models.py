@@ -138,6 +138,11 @@ def add(
     input_shape: List[str] = typer.Option(
         [], "--input-shape", help="NAME=D1,D2,... for an input with dynamic dimensions."
     ),
+    batch_axis: List[str] = typer.Option(
+        [],
+        "--batch-axis",
+        help="NAME=K: the input's batch axis (from 0), or NAME=none for an input without one.",
+    ),
     sample_input: Optional[Path] = typer.Option(
         None, help=".npz with one array per input (real values: token ids, sample rates...)."
     ),
@@ -146,14 +151,15 @@ def add(
     version: str = typer.Option("1", help="The model's version."),
 ) -> None:
     """Register your own model: it is loaded to check it, then its variants are derived."""
-    from orchestrator.artifacts import user_models, validation
+    from orchestrator.artifacts import input_shapes, user_models, validation
 
     if precision not in ("fp32", "fp16", "int8"):
         fail(f"--precision {precision!r}: expected fp32, fp16 or int8")
     settings = Settings()
     try:
-        shapes = user_models.parse_shapes(input_shape)
-        candidate = user_models.prepare(path, name, precision, shapes, sample_input)
+        shapes = input_shapes.parse_shapes(input_shape)
+        axes = input_shapes.parse_batch_axes(batch_axis)
+        candidate = user_models.prepare(path, name, precision, shapes, sample_input, axes)
         with open_sessions(settings).begin() as session:
             stored = user_models.register(
                 session,

@@ -1,5 +1,7 @@
-"""An agent installed the way a device gets it: `pip install edgebench[agent,onnxruntime]`
-into the oldest Python agents support (3.9), measuring for a controller on 3.11."""
+"""An agent installed the way a device gets it: `pip install edgebench[agent,onnxruntime,litert]`
+into the oldest Python agents support (3.9), measuring for a controller on 3.11. There the
+litert extra brings tflite-runtime (with numpy < 2), as on JetPack 5 or older Raspberry Pi
+OS: a LiteRT trial runs through it."""
 
 from __future__ import annotations
 
@@ -9,7 +11,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from orchestrator.store.models import Result
+from tests import public_models
 from tests.conftest import REPO_ROOT, missing_service
 from tests.e2e.test_fleet import QUICK_POLICY, online
 
@@ -34,7 +39,7 @@ def light_venv(tmp_path_factory) -> Path:
     venv = tmp_path_factory.mktemp("agent-py39") / "venv"
     subprocess.run([python, "-m", "venv", str(venv)], check=True, timeout=120)
     done = subprocess.run(
-        [str(venv / "bin/pip"), "install", "--quiet", f"{REPO_ROOT}[agent,onnxruntime]"],
+        [str(venv / "bin/pip"), "install", "--quiet", f"{REPO_ROOT}[agent,onnxruntime,litert]"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -57,8 +62,21 @@ def test_light_agent_on_python_39_measures_for_the_controller(fleet, light_venv,
     fleet.start_agent("py39", python=python)
     fleet.wait_until(online(fleet, "py39"), 90, "the Python 3.9 agent to register")
     spec = tmp_path / "spec.yaml"
-    spec.write_text("name: py39\ndevices: {names: [py39]}\nmodels: [small_cnn_96]\n" + QUICK_POLICY)
+    face = public_models.fetch(next(m for m in public_models.CORPUS if m.name == "face_detection"))
+    added = fleet.cli("models", "add", str(face), "--name", "face_detection", timeout=300)
+    assert added.returncode == 0, added.stderr
+    spec.write_text(
+        "name: py39\ndevices: {names: [py39]}\nmodels: [small_cnn_96, face_detection]\n"
+        "runtimes: [onnxruntime, litert]\nbatch_sizes: [1]\n" + QUICK_POLICY
+    )
     done = fleet.cli("campaign", "submit", str(spec), "--wait", "--timeout", "120", timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr + fleet.log("agent-py39")[-3000:]
     shown = fleet.cli("devices", "show", "py39")
     assert '"python": "3.9' in shown.stdout
+    with fleet.sessions() as session:
+        ran = {(r.trial.model.name, r.trial.runtime): r for r in session.scalars(select(Result))}
+        litert = ran[("face_detection", "litert")]
+        assert litert.placement["interpreter"] == "tflite_runtime.interpreter"
+        assert litert.runtime_version.startswith("tflite_runtime 2.")
+        assert litert.fidelity_cosine > 0.999 and litert.p50_ms > 0
+        assert ("small_cnn_96", "onnxruntime") in ran

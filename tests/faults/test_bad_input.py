@@ -33,8 +33,9 @@ from agents.contract import (
 from agents.contract import envelope as unsigned_envelope
 from agents.contract.signing import device_key, new_token, sign
 from agents.contract.statistics import summarize_ns
+from agents.measurement import feeds
 from orchestrator import ingest, planning
-from orchestrator.artifacts import user_models, validation
+from orchestrator.artifacts import input_shapes, user_models, validation
 from orchestrator.artifacts.builtin_models import mlp
 from orchestrator.artifacts.registry import build_and_register
 from orchestrator.campaigns.matrix import ArtifactInfo, DeviceInfo, PlanError, expand
@@ -496,3 +497,64 @@ def test_zero_bytes_wrong_extension_and_another_format_are_rejected(
 def test_describe_random_bytes_raises_invalid_model(fmt, data):
     with pytest.raises(validation.InvalidModel, match=f"not a loadable {fmt} model|IR tar"):
         validation.describe(data, fmt)
+
+
+# --- input shapes, batch axes and sample files -----------------------------------------
+
+dims = st.one_of(st.none(), st.integers(1, 8))
+declared_inputs = st.lists(
+    st.fixed_dictionaries(
+        {
+            "name": st.sampled_from(["x", "state", "sr", "ids"]),
+            "shape": st.lists(dims, max_size=4),
+            "dtype": st.sampled_from(["float32", "int64", "uint8", "bool", "float16"]),
+            "dim_names": st.just([]),
+        }
+    ),
+    min_size=1,
+    max_size=3,
+    unique_by=lambda node: node["name"],
+)
+flag_text = st.text(alphabet="xstaeidr=,0123456789-none ", max_size=16)
+
+
+@settings(max_examples=200, deadline=None)
+@given(declared_inputs, st.lists(flag_text, max_size=3), st.lists(flag_text, max_size=3))
+def test_any_shape_and_axis_flags_give_inputs_or_a_refusal(declared, shape_flags, axis_flags):
+    try:
+        shapes = input_shapes.parse_shapes(shape_flags)
+        axes = input_shapes.parse_batch_axes(axis_flags)
+        resolved = input_shapes.resolve(declared, shapes, axes)
+    except user_models.ModelRejected as exc:
+        assert str(exc)
+        return
+    for node in resolved:  # what a trial can feed: every dimension known but a dynamic batch
+        axis = node["batch_axis"]
+        assert all(d is not None for i, d in enumerate(node["shape"]) if i != axis)
+        feeds.trial_shapes([node], 1)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(st.integers(0, 5), max_size=4),
+    st.sampled_from(["float32", "int64", "float64", "bool"]),
+    st.sampled_from(["x", "y"]),
+    st.booleans(),
+)
+def test_any_sample_file_is_taken_or_refused(tmp_path, shape, dtype, name, corrupt):
+    import numpy as np
+
+    inputs = [{"name": "x", "shape": [None, 3], "dtype": "int64", "batch_axis": 0}]
+    path = tmp_path / "sample.npz"
+    if corrupt:
+        path.write_bytes(b"PK\x03\x04 not really a zip")
+    else:
+        np.savez(path, **{name: np.zeros(shape, dtype=dtype)})
+    try:
+        arrays = user_models.load_sample(path, inputs)
+    except user_models.ModelRejected as exc:
+        assert str(path) in str(exc)
+    else:
+        assert arrays["x"].shape[1:] == (3,) and arrays["x"].dtype == np.int64

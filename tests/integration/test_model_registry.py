@@ -160,7 +160,11 @@ def test_every_variant_runs_with_fidelity_and_accuracy(built, fmt, precision):
         assert result["fidelity_cosine"] > 0.99999
         assert result["fidelity_top1_agreement"] == 1.0
         assert result["accuracy"] == fp32_accuracy
-        assert result["fidelity_max_abs_error"] < (0.05 if precision == "fp16" else 1e-3)
+        # The bound follows the precision the runtime executed: OpenVINO runs an fp16 request
+        # in bf16 (8-bit mantissa) on a CPU with AVX512-BF16 and no fp16 (Zen 4: 0.135).
+        executed = result["placement"].get("inference_precision")
+        bound = {"bf16": 0.25}.get(executed, 0.05 if precision == "fp16" else 1e-3)
+        assert result["fidelity_max_abs_error"] < bound, executed
     assert result["placement"]["actual_device"] == "CPU" and result["fallback"] is False
 
 
@@ -219,7 +223,7 @@ def test_every_runtime_times_the_same_bound_operation_and_the_call_beside_it(bui
     for fmt in ("tflite", "onnx", "openvino-ir"):
         loaded = load_fp32(home, fmt)
         if hasattr(loaded, "prepare"):
-            loaded.prepare(8)
+            loaded.prepare({i["name"]: [8, *i["shape"][1:]] for i in loaded.inputs()})
         [name] = [i["name"] for i in loaded.inputs()]
         feed = {name: np.ascontiguousarray(inputs)}
         run_bound = loaded.bind(feed)
@@ -293,7 +297,7 @@ def test_dynamic_dimensions_need_explicit_shapes(built, tmp_path):
     refused = run_cli("models", "add", str(path), "--name", "dyn", env=env)
     assert refused.returncode == 1
     assert "dynamic dimensions [None, 3, None, None] beyond the batch" in refused.stderr
-    assert "--input-shape input=1,..." in refused.stderr
+    assert "--input-shape input=1,3,<d2>,<d3>" in refused.stderr
     wrong = run_cli(
         "models", "add", str(path), "--name", "dyn", "--input-shape", "x=1,3,32,32", env=env
     )

@@ -125,7 +125,7 @@ def test_every_kind_has_a_test_message():
 def test_envelope_round_trip(kind):
     message = MESSAGES[kind]()
     wire = envelope(message)
-    assert wire["schema"] == SCHEMA_VERSION == 4
+    assert wire["schema"] == SCHEMA_VERSION == 5
     assert wire["kind"] == kind
     assert set(wire) == {"schema", "kind", "body"}
     # a plain dict, through JSON text and through bytes: the same message each time
@@ -140,7 +140,9 @@ def test_envelope_body_is_json_safe():
     wire = envelope(trial_spec())
     assert json.loads(json.dumps(wire)) == wire
     assert wire["body"]["artifact"]["sha256"] == SHA
-    assert wire["body"]["inputs"] == [{"name": "input", "shape": [None, 64], "dtype": "float32"}]
+    assert wire["body"]["inputs"] == [
+        {"name": "input", "shape": [None, 64], "dtype": "float32", "batch_axis": 0}
+    ]
 
 
 @pytest.mark.parametrize("schema", [0, 1, 2, 3, "4", None, 4.5])
@@ -369,3 +371,15 @@ def test_read_embedded_broker_url(tmp_path):
     assert read_embedded_broker_url(tmp_path) is None
     (tmp_path / "broker.json").write_text("{}")
     assert read_embedded_broker_url(tmp_path) is None
+
+
+def test_an_input_names_its_batch_axis_and_older_inputs_read_as_batch_first():
+    older = InputSpec(name="x", shape=[None, 3], dtype="float32")
+    assert older.batch_axis == 0
+    assert InputSpec(name="sr", shape=[], dtype="int64").batch_axis is None
+    state = InputSpec(name="state", shape=[2, None, 128], dtype="float32", batch_axis=1)
+    assert state.batch_axis == 1
+    fixed = InputSpec(name="x", shape=[1, 3], dtype="float32", batch_axis=None)
+    assert fixed.batch_axis is None
+    with pytest.raises(ValidationError, match="batch_axis 3 is outside the 2-d input"):
+        InputSpec(name="x", shape=[None, 3], dtype="float32", batch_axis=3)

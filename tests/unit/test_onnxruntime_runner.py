@@ -178,6 +178,8 @@ def test_make_feed_rejects_a_dynamic_non_batch_dimension():
         runner.make_feed([{"name": "x", "shape": [None, None, 4], "dtype": "float32"}], 1)
     with pytest.raises(runner.TrialError, match="explicit input shapes"):
         runner.make_feed([{"name": "x", "shape": [1, None], "dtype": "float32"}], 1)
+    registered = {"name": "x", "shape": [1, None], "dtype": "float32", "batch_axis": 1}
+    assert runner.make_feed([registered], 3)["x"].shape == (1, 3)
 
 
 def test_make_feed_rejects_an_unsupported_dtype():
@@ -286,7 +288,14 @@ def test_run_trial_unknown_runtime(model_file):
 
 def test_run_trial_dynamic_non_batch_dimension(tmp_path):
     path = onnx_model(tmp_path / "dyn.onnx", [None, None, 4])
-    with pytest.raises(runner.TrialError, match="dynamic dimensions"):
+    registered = [InputSpec(name="x", shape=[None, None, 4], dtype="float32")]
+    with pytest.raises(runner.TrialError, match="dynamic dimensions.*--input-shape"):
+        runner.run_trial(make_spec(path, inputs=registered))
+
+
+def test_run_trial_refuses_a_model_whose_inputs_are_not_the_registered_ones(tmp_path):
+    path = onnx_model(tmp_path / "other.onnx", [None, 4])
+    with pytest.raises(runner.TrialError, match="input 'x' is not among its registered inputs"):
         runner.run_trial(make_spec(path))
 
 

@@ -1,0 +1,142 @@
+"""Models nobody here wrote, from public wheels (tests/public_models.py), registered as a new
+user would: `models add` with only the flags its refusals ask for, then one campaign runs
+each on every runtime that has (or derived) a format, at two batch sizes where the model
+allows, with fidelity measured against its fp32 reference."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from orchestrator.store.models import Result, Trial
+from tests import public_models
+from tests.conftest import missing_service
+from tests.e2e.test_fleet import QUICK_POLICY, online
+
+pytestmark = pytest.mark.e2e
+
+# The sizes a user picks where a refusal leaves a <dK> to fill in.
+CHOSEN_SIZES = {"ppocr_det": {"<d2>": "320", "<d3>": "320"}, "silero_vad": {"<d1>": "512"}}
+RUNNABLE = [m for m in public_models.CORPUS if m.name != "face_landmark_attention"]
+
+
+@pytest.fixture(scope="module")
+def corpus() -> dict[str, Path]:
+    try:
+        return {m.name: public_models.fetch(m) for m in public_models.CORPUS}
+    except RuntimeError as exc:  # no package index reachable
+        missing_service(f"the public-model corpus could not be fetched: {exc}")
+
+
+def flags_asked_for(message: str, model: str, sample: Path | None) -> list[str]:
+    """The flags a refusal names, with the sizes a user would choose for <dK>."""
+    flags = []
+    for name, dims in re.findall(r"give --input-shape (\S+?)=(\S+)", message):
+        dims = dims.rstrip(",;")
+        for placeholder, size in CHOSEN_SIZES.get(model, {}).items():
+            dims = dims.replace(placeholder, size)
+        flags += ["--input-shape", f"{name}={dims}"]
+    for name, axis in re.findall(r"Give --batch-axis (\S+?)=(\d+) if axis", message):
+        flags += ["--batch-axis", f"{name}={axis}"]
+    if "--sample-input" in message and sample is not None:
+        flags += ["--sample-input", str(sample)]
+    return flags
+
+
+def add_as_a_user_would(fleet, model, path: Path, sample: Path | None) -> list[str]:
+    """`models add` with no flags, then with the flags each refusal asked for; returns them."""
+    flags: list[str] = []
+    for _ in range(4):
+        done = fleet.cli(
+            "models", "add", str(path), "--name", model.name, "--license", model.license,
+            "--task", model.covers, *flags, timeout=300,
+        )  # fmt: skip
+        assert "Traceback" not in done.stderr, done.stderr
+        if done.returncode == 0:
+            return flags
+        asked = flags_asked_for(done.stderr, model.name, sample)
+        assert asked and not set(asked[1::2]) & set(flags[1::2]), done.stderr
+        flags += asked
+    raise AssertionError(f"{model.name}: still refused after {flags}")
+
+
+def test_public_models_are_added_from_their_errors_and_run_on_every_runtime(
+    fleet, corpus, tmp_path
+):
+    refused = fleet.cli("models", "add", str(corpus["face_landmark_attention"]), "--name", "fl")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "unresolved custom op: Landmarks2TransformMatrix" in refused.stderr
+
+    used = {}
+    for model in RUNNABLE:
+        sample = public_models.sample_inputs(model.name, tmp_path / f"{model.name}.npz")
+        used[model.name] = add_as_a_user_would(fleet, model, corpus[model.name], sample)
+    assert used["ppocr_det"] == ["--input-shape", "x=1,3,320,320"]
+    assert used["silero_vad"][:4] == ["--input-shape", "input=1,512", "--batch-axis", "state=1"]
+    assert used["g2p_bert"][0] == "--sample-input" and used["face_detection"] == []
+
+    fleet.start_controller()
+    fleet.start_agent("here")
+    fleet.wait_until(online(fleet, "here"), 60, "the agent to register")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "name: public\ndevices: {names: [here]}\n"
+        f"models: [{', '.join(m.name for m in RUNNABLE)}]\n"
+        "runtimes: [onnxruntime, openvino, litert]\nprecisions: [fp32]\nbatch_sizes: [1, 4]\n"
+        + QUICK_POLICY
+    )
+    plan = fleet.cli("campaign", "plan", str(spec))
+    assert plan.returncode == 0, plan.stderr
+    assert "face_detection (tflite) has a fixed batch (input shape [1, 128, 128, 3])" in plan.stdout
+    done = fleet.cli("campaign", "submit", str(spec), "--wait", "--timeout", "400", timeout=460)
+    assert done.returncode == 0, done.stdout + done.stderr + fleet.log("agent-here")[-3000:]
+
+    with fleet.sessions() as session:
+        trials = session.scalars(select(Trial)).all()
+        failed = {(t.model.name, t.runtime, t.batch_size): t.error for t in trials if t.error}
+        assert not failed, failed
+        ran = {}
+        for result in session.scalars(select(Result)):
+            trial = result.trial
+            ran.setdefault(trial.model.name, set()).add((trial.runtime, trial.batch_size))
+            # fp32 against the fp32 reference: the same model, whatever runtime ran it.
+            assert result.fidelity_cosine is not None and result.fidelity_cosine > 0.999, (
+                trial.model.name,
+                trial.runtime,
+                result.environment.get("fidelity_error"),
+            )
+    assert ran["face_detection"] >= {("litert", 1), ("onnxruntime", 1)}
+    for name in ("ppocr_det", "g2p_bert", "magika"):
+        assert ran[name] >= {(r, b) for r in ("onnxruntime", "openvino") for b in (1, 4)}, name
+    assert ran["silero_vad"] >= {("onnxruntime", 1), ("onnxruntime", 4)}
+
+
+def test_no_traceback_from_models_add_on_any_corpus_file_with_wrong_flags(corpus, tmp_path):
+    env_home = tmp_path / "home"
+    wrong = [
+        ["--input-shape", "x=1,3"],
+        ["--batch-axis", "state=9"],
+        ["--input-shape", "nope=1"],
+        ["--sample-input", str(tmp_path / "missing.npz")],
+        ["--batch-axis", "input=none"],
+    ]
+    for model in public_models.CORPUS:
+        for flags in wrong:
+            done = subprocess.run(
+                [sys.executable, "-m", "orchestrator.cli.main", "models", "add",
+                 str(corpus[model.name]), "--name", "m", *flags],
+                env={"EDGEBENCH_HOME": str(env_home), "PATH": "/usr/bin:/bin"},
+                capture_output=True, text=True, timeout=300,
+            )  # fmt: skip
+            assert "Traceback" not in done.stderr, (model.name, flags, done.stderr)
+            if done.returncode == 0:
+                subprocess.run(
+                    [sys.executable, "-m", "orchestrator.cli.main", "models", "remove", "m"],
+                    env={"EDGEBENCH_HOME": str(env_home), "PATH": "/usr/bin:/bin"},
+                    capture_output=True, timeout=120,
+                )  # fmt: skip
