@@ -96,28 +96,36 @@ def keras_to_onnx(model: Any, shape: tuple[int, ...]) -> tuple[bytes, dict]:
 
 
 class _Calibration:
-    """onnxruntime's CalibrationDataReader over an array of samples."""
+    """onnxruntime's CalibrationDataReader over a list of feeds ({input name: array})."""
 
-    def __init__(self, name: str, samples: np.ndarray) -> None:
-        self._feeds = iter({name: s[np.newaxis].astype(np.float32)} for s in samples)
+    def __init__(self, feeds: list[dict[str, np.ndarray]]) -> None:
+        self._feeds = iter(feeds)
 
     def get_next(self) -> dict | None:
         return next(self._feeds, None)
 
 
 def onnx_to_int8(onnx_bytes: bytes, calibration: np.ndarray) -> tuple[bytes, dict]:
-    """Static QDQ quantization (int8 weights per channel, uint8 activations) by onnxruntime."""
+    """Static QDQ int8 of a single-input model, calibrated one sample at a time."""
     import onnx
-    from onnxruntime import quantization
 
     name = onnx.load_from_string(onnx_bytes).graph.input[0].name
+    feeds = [{name: s[np.newaxis].astype(np.float32)} for s in calibration]
+    return onnx_feeds_to_int8(onnx_bytes, feeds)
+
+
+def onnx_feeds_to_int8(onnx_bytes: bytes, feeds: list[dict[str, np.ndarray]]) -> tuple[bytes, dict]:
+    """Static QDQ quantization (int8 weights per channel, uint8 activations) by onnxruntime,
+    calibrated on the given feeds."""
+    from onnxruntime import quantization
+
     with tempfile.TemporaryDirectory(prefix="edgebench-quant-") as work:
         source, target = Path(work, "fp32.onnx"), Path(work, "int8.onnx")
         source.write_bytes(onnx_bytes)
         quantization.quantize_static(
             str(source),
             str(target),
-            _Calibration(name, calibration),
+            _Calibration(feeds),
             quant_format=quantization.QuantFormat.QDQ,
             per_channel=True,
             weight_type=quantization.QuantType.QInt8,
@@ -132,10 +140,26 @@ def onnx_to_int8(onnx_bytes: bytes, calibration: np.ndarray) -> tuple[bytes, dic
             "per_channel": True,
             "weights": "int8",
             "activations": "uint8",
-            "calibration_samples": len(calibration),
+            "calibration_samples": len(feeds),
         },
     }
     return data, recipe
+
+
+def onnx_to_fp16(onnx_bytes: bytes) -> tuple[bytes, dict]:
+    """fp16 weights and compute, float32 inputs and outputs kept (onnxconverter-common)."""
+    import onnx
+    from onnxconverter_common import float16
+
+    converted = float16.convert_float_to_float16(
+        onnx.load_from_string(onnx_bytes), keep_io_types=True
+    )
+    recipe = {
+        "converter": "onnxconverter_common.float16.convert_float_to_float16",
+        "onnxconverter-common": version_of("onnxconverter-common"),
+        "options": {"keep_io_types": True},
+    }
+    return converted.SerializeToString(), recipe
 
 
 def onnx_to_openvino_ir(onnx_bytes: bytes, fp16: bool) -> tuple[bytes, dict]:

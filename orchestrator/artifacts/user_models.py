@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +25,11 @@ from orchestrator.artifacts import (
     converters,
     input_shapes,
     reference_outputs,
+    user_variants,
     validation,
 )
 from orchestrator.artifacts.input_shapes import ModelRejected
+from orchestrator.artifacts.registry import build_log, register_artifact
 from orchestrator.store import repository
 from orchestrator.store.models import Model, ModelCard
 
@@ -45,7 +48,8 @@ class Candidate:
     derived: list[tuple[str, str, bytes, dict]] = field(default_factory=list)
     reference: bytes | None = None
     notes: list[str] = field(default_factory=list)
-    refused_by: dict[str, str] = field(default_factory=dict)  # runtime -> why it cannot
+    # "runtime" or "runtime:precision" -> why it cannot run the model
+    refused_by: dict[str, str] = field(default_factory=dict)
 
 
 def read_model_file(path: Path) -> tuple[str, bytes]:
@@ -158,6 +162,37 @@ def prepare(
         raise ModelRejected(f"{path}: {exc}") from None
     inputs, sample = checked_inputs(declared, shapes, axes, sample_path)
     candidate = Candidate(name, fmt, precision, data, inputs)
+    if fmt == "tflite-edgetpu":
+        candidate.notes.append(
+            "an Edge TPU model runs only with the Edge TPU: no variants, no reference"
+        )
+        return candidate
+    # Converters print (TensorFlow, OpenVINO, the quantizer): to a log, not the user.
+    failure = None
+    with build_log(Path(tempfile.gettempdir()) / "edgebench-models-add.log"):
+        derive_variants(candidate, sample)
+        if precision != "fp32":
+            candidate.notes.append("no reference outputs: they come from an fp32 model")
+            return candidate
+        try:
+            candidate.reference, why_not = reference_outputs.reference_file(
+                fmt, data, inputs, sample
+            )
+        except Exception as exc:  # the model loads but does not run on these values
+            failure = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[-1]}"
+            why_not = None
+    if failure:
+        given = "the --sample-input values" if sample else "seeded inputs"
+        raise ModelRejected(f"{path}: the model fails on {given} ({failure})")
+    if why_not:
+        candidate.notes.append(why_not)
+    return candidate
+
+
+def derive_variants(candidate: Candidate, sample: dict[str, np.ndarray] | None) -> None:
+    """The variants the candidate's format allows, into candidate.derived; each one that
+    cannot be made is a note (and a runtime that cannot read the model, refused_by)."""
+    fmt, precision, data = candidate.fmt, candidate.precision, candidate.data
     if fmt == "onnx":
         for variant, fp16 in (("fp32", False), ("fp16", True)):
             if precision != "fp32" and variant == "fp16":
@@ -176,6 +211,11 @@ def prepare(
             candidate.derived.append(
                 ("openvino-ir", variant if precision == "fp32" else precision, ir, recipe)
             )
+        if precision == "fp32":
+            derived, notes, refused = user_variants.onnx_variants(data, candidate.inputs, sample)
+            candidate.derived += derived
+            candidate.notes += notes
+            candidate.refused_by.update(refused)
     elif fmt == "tflite" and importlib.util.find_spec("tf2onnx") is not None:
         onnx_bytes, recipe = _tflite_to_onnx(data)
         if onnx_bytes is not None:
@@ -184,23 +224,9 @@ def prepare(
             candidate.notes.append(f"no ONNX variant: {recipe['error']}")
     elif fmt == "tflite":
         candidate.notes.append("no ONNX variant: tf2onnx is not installed (edgebench[modelzoo])")
-    elif fmt == "tflite-edgetpu":
-        candidate.notes.append(
-            "an Edge TPU model runs only with the Edge TPU: no variants, no reference"
-        )
-        return candidate
-    if precision != "fp32":
-        candidate.notes.append("no reference outputs: they come from an fp32 model")
-        return candidate
-    candidate.reference, why_not = reference_outputs.reference_file(fmt, data, inputs, sample)
-    if why_not:
-        candidate.notes.append(why_not)
-    return candidate
 
 
 def _tflite_to_onnx(data: bytes) -> tuple[bytes | None, dict]:
-    import tempfile
-
     import tf2onnx
 
     with tempfile.NamedTemporaryFile(suffix=".tflite") as handle:
@@ -236,8 +262,6 @@ def register(
         raise ModelRejected(f"a model named {candidate.name!r} exists: `models remove` it first")
     if session.scalar(select(Model).where(Model.name == candidate.name)) is not None:
         raise ModelRejected(f"a model named {candidate.name!r} exists: `models remove` it first")
-    from orchestrator.artifacts.registry import register_artifact
-
     stored = []
     original = {"made_by": "user upload", "file": source}
     size = register_artifact(

@@ -46,7 +46,7 @@ class ArtifactInfo:
     input_size: int | None = None
     # The first input's shape when no input has a dynamic batch axis: batch 1 only.
     fixed_batch: tuple[int | None, ...] | None = None
-    # (runtime, why it cannot run the model), found when the model was added
+    # ("runtime" or "runtime:precision", why it cannot run the model), found when it was added
     refused_by: tuple[tuple[str, str], ...] = ()
 
 
@@ -161,7 +161,8 @@ def why_not(
         )
     if artifact is None:
         return f"no {' or '.join(formats)} {precision} artifact of {model_name}", None
-    refused = dict(artifact.refused_by).get(runtime.name)
+    refusals = dict(artifact.refused_by)
+    refused = refusals.get(runtime.name) or refusals.get(f"{runtime.name}:{precision}")
     if refused:
         return f"{runtime.name} cannot run {model_name}: {refused}", None
     if batch != 1 and artifact.fixed_batch is not None:

@@ -332,12 +332,18 @@ def test_a_user_onnx_model_gets_openvino_variants_and_reference_outputs(built, t
     assert added.returncode == 0, added.stderr
     variants = rows(home, "select format, precision, recipe from models where name='my_mlp'")
     assert sorted((f, p) for f, p, _ in variants) == [
+        ("onnx", "fp16"),
         ("onnx", "fp32"),
+        ("onnx", "int8"),
         ("openvino-ir", "fp16"),
         ("openvino-ir", "fp32"),
     ]
     recipes = {(f, p): json.loads(r) for f, p, r in variants}
     assert recipes[("openvino-ir", "fp16")]["from"] == "onnx fp32 (user upload)"
+    # No sample input: the int8 variant is calibrated on seeded values, and says so.
+    assert recipes[("onnx", "int8")]["calibration"] == "seeded normal values"
+    assert "its accuracy is not meaningful" in added.stdout
+    assert recipes[("onnx", "fp16")]["options"] == {"keep_io_types": True}
     assert recipes[("onnx", "fp32")]["made_by"] == "user upload"
     [(task, license_name, data)] = rows(
         home, "select task, license, data from model_cards where name='my_mlp'"
@@ -399,7 +405,8 @@ def test_add_list_and_remove_on_both_stores_and_refuse_removing_a_used_model(sto
     path.write_bytes(mlp(seed=5).onnx_bytes)
     assert run_cli("models", "add", str(path), "--name", "used", env=env).returncode == 0
     listed = run_cli("models", "list", env=env)
-    assert listed.returncode == 0 and listed.stdout.count("used") == 3  # onnx + 2 IR
+    # onnx fp32, int8 and fp16, IR fp32 and fp16
+    assert listed.returncode == 0 and listed.stdout.count("used") == 5
     facts = {"runtimes": [{"name": "openvino", "version": "x", "devices": ["CPU"]}]}
     sessions = session_factory(store_url)
     with sessions.begin() as session:
@@ -429,7 +436,7 @@ def test_add_list_and_remove_on_both_stores_and_refuse_removing_a_used_model(sto
     refused = run_cli("models", "remove", "used", env=env)
     assert refused.returncode == 1
     assert f"model 'used' is used by campaign(s) {campaign_id}" in refused.stderr
-    assert run_cli("models", "list", env=env).stdout.count("used") == 3
+    assert run_cli("models", "list", env=env).stdout.count("used") == 5
 
 
 SCENARIOS = [

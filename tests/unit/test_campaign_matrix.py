@@ -511,3 +511,47 @@ def test_runs_stay_on_the_controller_and_are_not_sent_to_agents():
     policy = spec(policy={"runs": 4, "min_queries": 7}).policy
     sent = policy.measurement().model_dump()
     assert "runs" not in sent and sent["min_queries"] == 7
+
+
+def test_a_fixed_batch_and_a_runtime_that_refused_the_model_are_skips_with_reasons():
+    devices = [
+        DeviceInfo("pc", "x86_64-cpu", ("lab",), {"onnxruntime": ["CPU"], "openvino": ["CPU"]})
+    ]
+    artifacts = [
+        ArtifactInfo(1, "face", "onnx", "fp32", fixed_batch=(1, 128, 128, 3)),
+        ArtifactInfo(
+            2, "vad", "onnx", "fp32", refused_by=(("openvino", "OpenVINO could not convert it"),)
+        ),
+        ArtifactInfo(3, "vad", "onnx", "int8", refused_by=(("openvino:int8", "no QDQ here"),)),
+    ]
+    planned = expand(
+        spec(
+            models=["face", "vad"],
+            runtimes=["onnxruntime", "openvino"],
+            precisions=["fp32", "int8"],
+            batch_sizes=[1, 4],
+        ),
+        devices,
+        artifacts,
+    )
+    ran = {(t.model, t.runtime, t.precision, t.batch_size) for t in planned.trials}
+    assert ran == {
+        ("face", "onnxruntime", "fp32", 1),
+        ("face", "openvino", "fp32", 1),
+        ("vad", "onnxruntime", "fp32", 1),
+        ("vad", "onnxruntime", "fp32", 4),
+        ("vad", "onnxruntime", "int8", 1),
+        ("vad", "onnxruntime", "int8", 4),
+    }
+    reasons = {
+        (s["model"], s["runtime"], s["precision"], s["batch_size"]): s["reason"]
+        for s in planned.skipped
+    }
+    assert (
+        "has a fixed batch (input shape [1, 128, 128, 3]): batch_size 4"
+        in reasons[("face", "onnxruntime", "fp32", 4)]
+    )
+    assert reasons[("vad", "openvino", "fp32", 1)] == (
+        "openvino cannot run vad: OpenVINO could not convert it"
+    )
+    assert reasons[("vad", "openvino", "int8", 4)] == "openvino cannot run vad: no QDQ here"

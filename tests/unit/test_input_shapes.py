@@ -133,3 +133,22 @@ def test_a_fixed_batch_runs_at_batch_one_only():
     assert feeds.trial_shapes(fixed, 1) == {"x": [1, 4]}
     with pytest.raises(feeds.FeedError, match="fixed batch dimension; batch_size 2"):
         feeds.trial_shapes(fixed, 2)
+
+
+def test_calibration_takes_one_row_of_every_batch_axis_at_a_time():
+    from orchestrator.artifacts import user_variants
+
+    registered = registered_vad()
+    sample = {
+        "input": np.arange(3 * 512, dtype=np.float32).reshape(3, 512),
+        "state": np.ones((2, 3, 128), np.float32),
+        "sr": np.array(16000),
+    }
+    feeds_, seeded = user_variants.calibration_feeds(registered, sample)
+    assert not seeded and len(feeds_) == 3
+    assert feeds_[2]["input"].shape == (1, 512) and feeds_[2]["input"][0, 0] == 1024
+    assert feeds_[0]["state"].shape == (2, 1, 128) and feeds_[0]["sr"].shape == ()
+    assert user_variants.calibration_feeds(registered, None) is None  # int64 sr: no values
+    floats = [{"name": "x", "shape": [None, 4], "dtype": "float32", "batch_axis": 0}]
+    seeded_feeds, seeded = user_variants.calibration_feeds(floats, None)
+    assert seeded and len(seeded_feeds) == 8 and seeded_feeds[0]["x"].shape == (1, 4)
