@@ -74,6 +74,9 @@ def measure_fidelity(
     """Run the reference inputs through the loaded model and compare with the fp32 outputs."""
     import numpy as np
 
+    mismatch = fidelity.shape_mismatch(data, registered)
+    if mismatch:
+        raise ValueError(mismatch)
     declared = model.inputs()
     outputs_declared = model.outputs() if hasattr(model, "outputs") else []
     if fidelity.is_per_input(data):

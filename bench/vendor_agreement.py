@@ -67,7 +67,7 @@ def edgebench_trial(
         trial_id="0" * 32, attempt=1, boot_id="bench", campaign_id=0, device="bench",
         model=name,
         artifact=ArtifactRef(sha256=hashlib.sha256(data).hexdigest(), size=len(data), format=fmt, uri=str(path)),
-        inputs=[InputSpec(**i) for i in inputs], runtime=runtime, batch_size=1,
+        inputs=[InputSpec.of(i) for i in inputs], runtime=runtime, batch_size=1,
         precision=precision, runtime_options=options or RuntimeOptions(),
         policy=MeasurementPolicy(warmup_s=0.5, min_queries=100, min_s=seconds, max_s=seconds,
                                  max_queries=500_000, idle_baseline_s=0),

@@ -20,7 +20,7 @@ MAX_BETWEEN_RUN_CV = 0.10
 
 KEY_FIELDS = (
     "campaign_id", "device", "model", "runtime", "requested_device", "precision",
-    "batch_size", "scenario", "scenario_params", "runtime_options",
+    "batch_size", "scenario", "scenario_params", "runtime_options", "input_shapes",
 )  # fmt: skip
 # Figures that are a property of each run: the configuration shows their median over runs.
 PER_RUN_MEDIANS = (

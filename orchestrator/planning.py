@@ -36,10 +36,21 @@ def device_infos(session: Session) -> list[DeviceInfo]:
 def fixed_batch(inputs: list[dict]) -> tuple[int | None, ...] | None:
     """The input shape that fixes the batch when no input has a dynamic batch axis (the
     first input's), else None: such a model runs at one batch size only."""
-    specs = [InputSpec(**node) for node in inputs]
+    specs = [InputSpec.of(node) for node in inputs]
     if not specs or any(s.batch_axis is not None and s.shape[s.batch_axis] is None for s in specs):
         return None
     return tuple(specs[0].shape)
+
+
+def sweepable(inputs: list[dict]) -> tuple:
+    """(name, shape, batch axis, open axes) of each input, for checking a shape sweep."""
+    rows = []
+    for node in inputs:
+        spec = InputSpec.of(node)
+        rows.append(
+            (spec.name, tuple(spec.shape), spec.batch_axis, tuple(node.get("open_axes", ())))
+        )
+    return tuple(rows)
 
 
 def artifact_infos(session: Session) -> list[ArtifactInfo]:
@@ -56,6 +67,7 @@ def artifact_infos(session: Session) -> list[ArtifactInfo]:
                 family=card.family if card else None,
                 input_size=card.input_size if card else None,
                 fixed_batch=fixed_batch(m.inputs or []),
+                inputs=sweepable(m.inputs or []),
                 refused_by=tuple(
                     sorted(((card.recipe or {}) if card else {}).get("refused_by", {}).items())
                 ),

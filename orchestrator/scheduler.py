@@ -64,6 +64,20 @@ def card_files(trial: Trial, settings: Settings) -> dict[str, ArtifactRef]:
     }
 
 
+def trial_inputs(stored: list[dict], sweep: dict[str, list[int]] | None) -> list[InputSpec]:
+    """The model's registered inputs, with a sweep's shapes where it gives one (the batch
+    position keeps the registered size: dynamic, or the fixed batch)."""
+    inputs = []
+    for node in stored:
+        spec = InputSpec.of(node)
+        shape = (sweep or {}).get(spec.name)
+        if shape is not None:
+            axis = spec.batch_axis
+            spec.shape = [spec.shape[i] if i == axis else d for i, d in enumerate(shape)]
+        inputs.append(spec)
+    return inputs
+
+
 def trial_spec(trial: Trial, settings: Settings) -> TrialSpec:
     model = trial.model
     files = card_files(trial, settings)
@@ -82,7 +96,7 @@ def trial_spec(trial: Trial, settings: Settings) -> TrialSpec:
         ),
         reference=files.get("reference"),
         sample_input=files.get("sample_input"),
-        inputs=[InputSpec(**spec) for spec in model.inputs],
+        inputs=trial_inputs(model.inputs, trial.input_shapes),
         runtime=trial.runtime,
         requested_device=trial.requested_device,
         runtime_options=RuntimeOptions(**(trial.runtime_options or {})),

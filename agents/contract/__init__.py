@@ -152,6 +152,12 @@ class InputSpec(_Message):
                 return {**data, "batch_axis": 0}
         return data
 
+    @classmethod
+    def of(cls, stored: Dict[str, Any]) -> InputSpec:
+        """An input as the controller stores it, keys this contract does not carry (the
+        axes a shape sweep may change) left out."""
+        return cls(**{k: v for k, v in stored.items() if k in cls.model_fields})
+
     @model_validator(mode="after")
     def _batch_axis_inside_the_shape(self) -> InputSpec:
         if self.batch_axis is not None and self.batch_axis >= len(self.shape):

@@ -129,3 +129,23 @@ def compare_outputs(
         "accuracy_n": None,
         "fidelity_outputs": each,
     }
+
+
+def shape_mismatch(data: Dict[str, Any], registered: List[Dict[str, Any]]) -> Optional[str]:
+    """Why the reference cannot be fed at this trial's shapes (a shape sweep away from the
+    registered shapes), or None. Fidelity is measured at the shapes the reference has."""
+    for node in registered:
+        key = INPUT_KEY + node["name"] if is_per_input(data) else "inputs"
+        if key not in data:
+            continue
+        stored = list(np.shape(data[key]))
+        axis = node.get("batch_axis")
+        same = len(stored) == len(node["shape"]) and all(
+            i == axis or d is None or d == s for i, (d, s) in enumerate(zip(node["shape"], stored))
+        )
+        if not same:
+            return (
+                f"the reference inputs of {node['name']!r} have shape {stored}, this trial feeds "
+                f"{node['shape']}: fidelity is measured at the registered shapes"
+            )
+    return None

@@ -191,8 +191,16 @@ def for_artifact(
                 axis = batch_axis_of(node)
             except ModelRejected:
                 axis = None
+        # The axes the file leaves open beyond the batch: what a shape sweep may change.
+        open_axes = [i for i, d in enumerate(node["shape"]) if d is None and i != axis]
         stored.append(
-            {"name": node["name"], "shape": shape, "dtype": node["dtype"], "batch_axis": axis}
+            {
+                "name": node["name"],
+                "shape": shape,
+                "dtype": node["dtype"],
+                "batch_axis": axis,
+                "open_axes": open_axes,
+            }
         )
     return stored
 

@@ -48,6 +48,8 @@ class ArtifactInfo:
     fixed_batch: tuple[int | None, ...] | None = None
     # ("runtime" or "runtime:precision", why it cannot run the model), found when it was added
     refused_by: tuple[tuple[str, str], ...] = ()
+    # (name, registered shape, batch axis, the axes the file leaves open): what a sweep checks
+    inputs: tuple[tuple[str, tuple[int | None, ...], int | None, tuple[int, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class PlannedTrial:
     repeat: int
     timeout_s: float
     runtime_options: dict[str, Any] = field(default_factory=dict)
+    input_shapes: dict[str, list[int]] | None = None  # a sweep's shapes, by input
 
 
 @dataclass
@@ -175,6 +178,33 @@ def why_not(
     return None, artifact
 
 
+def shape_reason(
+    model_name: str, artifact: ArtifactInfo, shapes: dict[str, list[int]] | None
+) -> str | None:
+    """Why the artifact cannot take a sweep's shapes (an input it lacks, another rank, a
+    dimension its file fixes), or None."""
+    if not shapes:
+        return None
+    known = {name: (shape, axis, open_axes) for name, shape, axis, open_axes in artifact.inputs}
+    for name, wanted in shapes.items():
+        if name not in known:
+            listed = ", ".join(known) or "none recorded: add the model again"
+            return f"{model_name} ({artifact.format}) has no input {name!r} (inputs: {listed})"
+        shape, axis, open_axes = known[name]
+        fixed = [
+            i
+            for i, (d, w) in enumerate(zip(shape, wanted))
+            if i != axis and i not in open_axes and d != w
+        ]
+        if len(wanted) != len(shape) or fixed:
+            where = f"axis {fixed[0]} is fixed" if fixed else f"it has {len(shape)} dimensions"
+            return (
+                f"{model_name} ({artifact.format}) cannot take {name}={wanted}: {where} "
+                f"(registered {list(shape)}, open axes {list(open_axes) or 'none'})"
+            )
+    return None
+
+
 def expand(spec: CampaignSpec, devices: list[DeviceInfo], artifacts: list[ArtifactInfo]) -> Plan:
     chosen = select_devices(spec, devices)
     if not chosen:
@@ -211,13 +241,13 @@ def expand(spec: CampaignSpec, devices: list[DeviceInfo], artifacts: list[Artifa
     load: dict[str, int] = {d.name: 0 for d in chosen}
     combos = itertools.product(
         groups.items(),
-        spec.model_choices(),
+        [(choice, shapes) for choice in spec.model_choices() for shapes in choice.shape_sets()],
         spec.runtime_choices(),
         spec.precisions,
         spec.batch_sizes,
     )
     configurations: list[tuple[DeviceInfo, ArtifactInfo, dict[str, Any]]] = []
-    for (group, members), choice, runtime, precision, batch in combos:
+    for (group, members), (choice, shapes), runtime, precision, batch in combos:
         model_name, size_reason = resolve_variant(choice, artifacts)
         base = {
             "model": model_name,
@@ -225,11 +255,14 @@ def expand(spec: CampaignSpec, devices: list[DeviceInfo], artifacts: list[Artifa
             "requested_device": runtime.device,
             "precision": precision,
             "batch_size": batch,
+            **({"input_shapes": shapes} if shapes else {}),
         }
-        verdicts = [
-            (d, *why_not(d, model_name, size_reason, runtime, precision, by_key, batch))
-            for d in members
-        ]
+        verdicts = []
+        for d in members:
+            reason, artifact = why_not(
+                d, model_name, size_reason, runtime, precision, by_key, batch
+            )
+            verdicts.append((d, reason or shape_reason(model_name, artifact, shapes), artifact))
         able = [(d, artifact) for d, reason, artifact in verdicts if reason is None]
         if not able:
             if spread:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Annotated, Any, Literal, Union
 
 import yaml
@@ -33,9 +34,27 @@ class DeviceSelector(_Strict):
         return self
 
 
+Shape = Annotated[list[Annotated[int, Field(ge=1, le=65536)]], Field(max_length=8)]
+
+
 class ModelChoice(_Strict):
+    """A model, and optionally the input shapes to sweep: {input: [shape, ...]}, each shape
+    complete (its batch position is ignored: batch_sizes sets it). Several inputs sweep
+    together as their product."""
+
     name: str = Field(min_length=1)
     input_size: int | None = Field(None, ge=1, le=8192)
+    shapes: dict[str, Annotated[list[Shape], Field(min_length=1, max_length=16)]] | None = None
+
+    def shape_sets(self) -> list[dict[str, list[int]] | None]:
+        """Every combination of the swept shapes ([None]: the registered shapes)."""
+        if not self.shapes:
+            return [None]
+        names = sorted(self.shapes)
+        return [
+            dict(zip(names, combination))
+            for combination in itertools.product(*(self.shapes[n] for n in names))
+        ]
 
 
 class RuntimeChoice(_Strict):

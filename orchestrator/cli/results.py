@@ -56,6 +56,7 @@ COLUMNS = [
     ("prec", lambda r: r["precision"]),
     ("scenario", lambda r: r["scenario"]),
     ("batch", lambda r: str(r["batch_size"])),
+    ("shapes", lambda r: _shapes(r["input_shapes"])),
     ("runs", _runs_of),
     ("p50 ms", lambda r: _fmt(r["p50_ms"]) + ("*" if r["unstable"] else "")),
     ("p50 interval (coverage)", _interval),
@@ -74,10 +75,20 @@ COLUMNS = [
 ACROSS_RUNS = {"p50 interval (coverage)", "run cv"}
 
 
+def _shapes(shapes: Optional[dict]) -> str:
+    """A sweep's input shapes (name=1x3x640x640), or "registered"."""
+    if not shapes:
+        return "registered"
+    return " ".join(f"{name}={'x'.join(map(str, shape))}" for name, shape in sorted(shapes.items()))
+
+
 def render_table(configurations: list[dict], title: Optional[str] = None) -> Table:
     """One row per configuration, its figures across its runs."""
     several = any(c["runs"] > 1 for c in configurations)
-    columns = [c for c in COLUMNS if several or c[0] not in ACROSS_RUNS]
+    swept = any(c.get("input_shapes") for c in configurations)
+    columns = [
+        c for c in COLUMNS if (several or c[0] not in ACROSS_RUNS) and (swept or c[0] != "shapes")
+    ]
     caption = (
         "p50: median of the runs' medians (a run is a fresh process); other figures: median "
         "over runs. * unstable: a run's robust spread above max_cv"

@@ -209,6 +209,8 @@ class Trial(Base):
     batch_size: Mapped[int] = mapped_column(Integer)
     scenario: Mapped[str] = mapped_column(String(32))
     scenario_params: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    # A shape sweep's input shapes ({input: shape}); null: the shapes registered with the model.
+    input_shapes: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
     seq: Mapped[int] = mapped_column(Integer)  # order within the campaign
     repeat: Mapped[int] = mapped_column(Integer, default=1)
     policy: Mapped[dict[str, Any]] = mapped_column()

@@ -204,6 +204,7 @@ def create_campaign(session: Session, spec: CampaignSpec, plan: Plan) -> Campaig
                 batch_size=planned.batch_size,
                 scenario=planned.scenario,
                 scenario_params=planned.scenario_params,
+                input_shapes=planned.input_shapes,
                 seq=seq,
                 repeat=planned.repeat,
                 policy=policy,
@@ -430,6 +431,7 @@ def add_run(session: Session, trial: Trial, reason: str) -> Trial | None:
         for t in session.scalars(same)
         if (t.scenario_params or {}) == (trial.scenario_params or {})
         and (t.runtime_options or {}) == (trial.runtime_options or {})
+        and (t.input_shapes or {}) == (trial.input_shapes or {})
     ]
     if len(siblings) >= CampaignSpec.model_validate(trial.campaign.spec).runs + budget:
         return None
@@ -448,6 +450,7 @@ def add_run(session: Session, trial: Trial, reason: str) -> Trial | None:
         batch_size=trial.batch_size,
         scenario=trial.scenario,
         scenario_params=trial.scenario_params,
+        input_shapes=trial.input_shapes,
         seq=(last_seq or 0) + 1,
         repeat=max(t.repeat for t in siblings) + 1,
         policy=trial.policy,

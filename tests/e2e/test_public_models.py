@@ -16,13 +16,15 @@ from sqlalchemy import select
 from orchestrator.store.models import Result, Trial
 from tests import public_models
 from tests.conftest import missing_service
-from tests.e2e.test_fleet import QUICK_POLICY, online
+from tests.e2e.test_fleet import online
 
 pytestmark = pytest.mark.e2e
 
 # The sizes a user picks where a refusal leaves a <dK> to fill in.
 CHOSEN_SIZES = {"ppocr_det": {"<d2>": "320", "<d3>": "320"}, "silero_vad": {"<d1>": "512"}}
 RUNNABLE = [m for m in public_models.CORPUS if m.name != "face_landmark_attention"]
+# ppocr_det, registered at 320 x 320, swept to 640 x 480; its channel axis is fixed (a skip).
+SWEEP = "{name: ppocr_det, shapes: {x: [[1, 3, 640, 480], [1, 4, 640, 480]]}}"
 
 
 @pytest.fixture(scope="module")
@@ -86,13 +88,14 @@ def test_public_models_are_added_from_their_errors_and_run_on_every_runtime(
     spec = tmp_path / "spec.yaml"
     spec.write_text(
         "name: public\ndevices: {names: [here]}\n"
-        f"models: [{', '.join(m.name for m in RUNNABLE)}]\n"
+        f"models: [{', '.join(m.name for m in RUNNABLE)}, {SWEEP}]\n"
         "runtimes: [onnxruntime, openvino, litert]\nprecisions: [fp32, int8]\nbatch_sizes: [1, 4]\n"
-        + QUICK_POLICY
+        "policy: {warmup_s: 0.05, min_queries: 10, min_s: 0.1, max_s: 1, runs: 1}\n"
     )
     plan = fleet.cli("campaign", "plan", str(spec))
     assert plan.returncode == 0, plan.stderr
     assert "face_detection (tflite) has a fixed batch (input shape [1, 128, 128, 3])" in plan.stdout
+    assert "cannot take x=[1, 4, 640, 480]: axis 1 is fixed" in plan.stdout
     done = fleet.cli("campaign", "submit", str(spec), "--wait", "--timeout", "400", timeout=460)
     assert done.returncode == 0, done.stdout + done.stderr + fleet.log("agent-here")[-3000:]
 
@@ -100,9 +103,14 @@ def test_public_models_are_added_from_their_errors_and_run_on_every_runtime(
         trials = session.scalars(select(Trial)).all()
         failed = {(t.model.name, t.runtime, t.batch_size): t.error for t in trials if t.error}
         assert not failed, failed
-        ran, int8_cosines = {}, {}
+        ran, int8_cosines, swept = {}, {}, set()
         for result in session.scalars(select(Result)):
             trial = result.trial
+            if trial.input_shapes:  # the sweep: measured at 640 x 480, fidelity not (why said)
+                swept.add((trial.runtime, trial.precision, trial.batch_size))
+                assert result.fidelity_cosine is None and result.p50_ms > 0
+                assert "measured at the registered shapes" in result.environment["fidelity_error"]
+                continue
             ran.setdefault(trial.model.name, set()).add((trial.runtime, trial.batch_size))
             if trial.precision == "int8":
                 int8_cosines[(trial.model.name, trial.runtime, trial.batch_size)] = (
@@ -124,6 +132,11 @@ def test_public_models_are_added_from_their_errors_and_run_on_every_runtime(
     # that its accuracy means nothing), does not (cosine 0.006 measured here).
     assert None not in int8_cosines.values() and len(int8_cosines) >= 10, int8_cosines
     assert int8_cosines[("magika", "onnxruntime", 1)] > 0.99
+    assert swept >= {
+        ("onnxruntime", "fp32", 1),
+        ("onnxruntime", "fp32", 4),
+        ("openvino", "fp32", 4),
+    }
 
 
 def test_no_traceback_from_models_add_on_any_corpus_file_with_wrong_flags(corpus, tmp_path):

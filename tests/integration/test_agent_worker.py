@@ -45,7 +45,7 @@ def make_spec(tmp_path, agent: Agent, **policy) -> TrialSpec:
             format="onnx",
             uri=str(path),
         ),
-        inputs=[InputSpec(**spec) for spec in built.inputs],
+        inputs=[InputSpec.of(spec) for spec in built.inputs],
         runtime="onnxruntime",
         batch_size=2,
         policy=MeasurementPolicy(**policy),

@@ -116,7 +116,7 @@ def spec_for(home: Path, fmt: str, precision: str, batch: int = 10) -> TrialSpec
         reference=ArtifactRef(
             sha256=reference["sha256"], size=reference["size"], format="npz", uri=reference["path"]
         ),
-        inputs=[InputSpec(**i) for i in json.loads(inputs)],
+        inputs=[InputSpec.of(i) for i in json.loads(inputs)],
         runtime=RUNTIME_OF[fmt],
         precision=precision,
         batch_size=batch,

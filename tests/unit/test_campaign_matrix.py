@@ -555,3 +555,40 @@ def test_a_fixed_batch_and_a_runtime_that_refused_the_model_are_skips_with_reaso
         "openvino cannot run vad: OpenVINO could not convert it"
     )
     assert reasons[("vad", "openvino", "int8", 4)] == "openvino cannot run vad: no QDQ here"
+
+
+def test_an_input_shape_sweep_is_a_configuration_axis_checked_against_the_open_axes():
+    devices = [DeviceInfo("pc", "x86_64-cpu", ("lab",), {"onnxruntime": ["CPU"]})]
+    det = ("x", (None, 3, 320, 320), 0, (2, 3))  # registered at 320; height and width open
+    artifacts = [ArtifactInfo(1, "det", "onnx", "fp32", inputs=(det,))]
+    sweep = {"x": [[1, 3, 320, 320], [1, 3, 640, 480], [1, 4, 320, 320]]}
+    planned = expand(
+        spec(
+            models=[{"name": "det", "shapes": sweep}], runtimes=["onnxruntime"], batch_sizes=[1, 2]
+        ),
+        devices,
+        artifacts,
+    )
+    assert sorted((t.batch_size, t.input_shapes["x"][2]) for t in planned.trials) == [
+        (1, 320), (1, 640), (2, 320), (2, 640),
+    ]  # fmt: skip
+    [reason] = {s["reason"] for s in planned.skipped}
+    assert reason == (
+        "det (onnx) cannot take x=[1, 4, 320, 320]: axis 1 is fixed "
+        "(registered [None, 3, 320, 320], open axes [2, 3])"
+    )
+    typo = expand(
+        spec(models=[{"name": "det", "shapes": {"image": [[1, 3, 8, 8]]}}, "det"]),
+        [DeviceInfo("pc", "x86_64-cpu", ("lab",), {"onnxruntime": ["CPU"]})],
+        artifacts,
+    )
+    assert typo.skipped[0]["reason"] == "det (onnx) has no input 'image' (inputs: x)"
+
+
+def test_a_sweep_spec_is_validated():
+    with pytest.raises(SpecError, match="models.0.shapes.x.0.1"):
+        spec(models=[{"name": "det", "shapes": {"x": [[1, 0, 8]]}}])
+    with pytest.raises(SpecError, match="models.0.shapes.x"):
+        spec(models=[{"name": "det", "shapes": {"x": []}}])
+    two = spec(models=[{"name": "m", "shapes": {"a": [[1, 2], [1, 3]], "b": [[4], [5]]}}])
+    assert len(two.model_choices()[0].shape_sets()) == 4

@@ -91,7 +91,7 @@ def test_a_trial_runs_on_openvino(tmp_path):
             format="onnx",
             uri=str(path),
         ),  # fmt: skip
-        inputs=[InputSpec(**i) for i in built.inputs],
+        inputs=[InputSpec.of(i) for i in built.inputs],
         runtime="openvino",
         batch_size=2,
         policy=MeasurementPolicy(warmup_s=0, min_queries=20, min_s=0, max_s=2, idle_baseline_s=0),

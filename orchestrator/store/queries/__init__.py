@@ -27,7 +27,7 @@ EXPORT_FIELDS = [
     "peak_rss_mb", "load_rss_delta_mb", "model_bytes", "accuracy", "accuracy_n", "fidelity_cosine",
     "fidelity_max_abs_error", "fidelity_top1_agreement", "energy_mj_per_inference",
     "idle_power_w", "energy_meter", "throttled", "scenario_params", "scenario_report",
-    "runtime_options", "finished_at",
+    "runtime_options", "input_shapes", "finished_at",
 ]  # fmt: skip
 
 
@@ -224,6 +224,7 @@ def result_rows(
             batch_size=trial.batch_size,
             scenario=trial.scenario,
             scenario_params=trial.scenario_params,
+            input_shapes=trial.input_shapes,
             repeat=trial.repeat,
             status=trial.state,
             error=trial.error,
