@@ -4,6 +4,7 @@ key), so a view can be shared as a link."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,8 @@ class Scope:
     precision: str | None  # None: every precision
     campaign_id: int | None  # None: every campaign
     options: dict[str, list[Any]]
+    scenario: str | None = None  # one scenario: latencies of two load patterns never pool
+    input_shapes: str | None = None  # None: every shape ("": the registered shapes)
 
     @property
     def model_ids(self) -> list[int]:
@@ -37,6 +40,8 @@ class Scope:
             batch_size=self.batch_size,
             precision=self.precision,
             campaign_id=self.campaign_id,
+            scenario=self.scenario,
+            input_shapes=self.input_shapes,
             **options,
         )
 
@@ -112,6 +117,7 @@ def pick(one_input_size: bool = True, every_precision: bool = True) -> Scope | N
         key="campaign",
         bind="query-params",
     )
+    scenario, shapes = _pick_scenario_and_shapes(options, one_input_size)
     return Scope(
         family=family,
         variants=members,
@@ -119,10 +125,68 @@ def pick(one_input_size: bool = True, every_precision: bool = True) -> Scope | N
         precision=None if precision == ALL else precision,
         campaign_id=None if campaign == ALL else campaign,
         options=options,
+        scenario=scenario,
+        input_shapes=shapes,
     )
 
 
+def input_elements(shapes: str) -> int:
+    """Elements per item of a sweep's shapes: every dimension but the first (the batch
+    position), summed over the swept inputs."""
+    total = 0
+    for shape in json.loads(shapes).values():
+        elements = 1
+        for dim in shape[1:]:
+            elements *= dim
+        total += elements
+    return total
+
+
+def shapes_label(shapes: str) -> str:
+    """A sweep's shapes as name=1x3x640x640, or "registered shapes"."""
+    if not shapes:
+        return "registered shapes"
+    decoded = json.loads(shapes)
+    return " ".join(f"{n}={'x'.join(map(str, s))}" for n, s in sorted(decoded.items()))
+
+
+def _pick_scenario_and_shapes(
+    options: dict[str, list[Any]], one_shape: bool
+) -> tuple[str | None, str | None]:
+    """The scenario (one: single-stream first) and, where a campaign swept input shapes,
+    which shapes (one on Compare; all, as an axis, on Trade-offs). Drawn only when there is
+    a choice to make."""
+    scenarios = options.get("scenarios") or []
+    shapes = options.get("input_shapes") or []
+    if len(scenarios) < 2 and len(shapes) < 2:
+        return (scenarios[0] if scenarios else None), None
+    left, right = st.columns(2)
+    ordered = sorted(scenarios, key=lambda s: (s != "single_stream", s))
+    scenario = left.selectbox(
+        "Scenario", ordered, key="scenario", bind="query-params", disabled=len(ordered) < 2
+    )
+    if len(shapes) < 2:
+        return scenario, None
+    choices = shapes if one_shape else [ALL, *shapes]
+    chosen = right.selectbox(
+        "Input shapes",
+        choices,
+        format_func=lambda s: "all shapes" if s == ALL else shapes_label(s),
+        key="shapes",
+        bind="query-params",
+    )
+    return scenario, None if chosen == ALL else chosen
+
+
 def setup_label(row: dict[str, Any]) -> str:
-    """runtime · precision (· where it actually ran, when that is known)."""
-    ran_on = row.get("actual_device")
-    return f"{row['runtime']} · {row['precision']}" + (f" · {ran_on}" if ran_on else "")
+    """runtime · precision (· where it actually ran, · its runtime options, · a swept
+    shape, where there are)."""
+    parts = [row["runtime"], row["precision"]]
+    if row.get("actual_device"):
+        parts.append(row["actual_device"])
+    if row.get("runtime_options"):
+        options = json.loads(row["runtime_options"])
+        parts.append(", ".join(f"{k}={v}" for k, v in sorted(options.items())))
+    if row.get("input_shapes"):
+        parts.append(shapes_label(row["input_shapes"]))
+    return " · ".join(parts)

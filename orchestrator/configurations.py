@@ -29,6 +29,21 @@ PER_RUN_MEDIANS = (
 )  # fmt: skip
 
 
+def config_key(
+    scenario_params: Optional[Dict[str, Any]],
+    runtime_options: Optional[Dict[str, Any]],
+    input_shapes: Optional[Dict[str, Any]],
+) -> str:
+    """The parts of a configuration held as JSON, as one canonical text (stored and indexed
+    on each trial: the dashboard groups by it). "" when all three are empty."""
+    parts = {
+        "scenario_params": scenario_params or {},
+        "runtime_options": runtime_options or {},
+        "input_shapes": input_shapes or {},
+    }
+    return json.dumps(parts, sort_keys=True) if any(parts.values()) else ""
+
+
 def configuration_key(row: Dict[str, Any]) -> Tuple:
     """What makes two trials runs of one configuration."""
     return tuple(

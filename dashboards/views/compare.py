@@ -63,15 +63,20 @@ elif measured.empty:
     )
 else:
     st.altair_chart(charts.grouped_bars(measured, chosen), width="stretch")
-    if chosen.unit == "ms":
-        st.caption("Bars: the chosen latency; thin lines: from p50 to p99. Means over trials.")
-    else:
-        st.caption("Means over the trials of each group.")
+    st.caption(
+        "One bar per configuration (scenario, runtime options and input shapes never pooled). "
+        "p50: the median of its runs' medians, a run being one trial in a fresh process; "
+        "its interval and the between-run CV are across runs. Other figures: means over "
+        "the runs." + (" Thin lines: from p50 to p99." if chosen.unit == "ms" else "")
+    )
 
-# The table: the keys, the chosen metric first, then every other metric someone measured.
-keys = ["device", "device_class", "runtime", "precision", "actual_device", "trials"]
+# The table: the keys, the runs and their spread, the chosen metric, every other measured.
+keys = ["device", "device_class", "setup", "scenario", "runs", "unstable"]
+spread = ["p50_low_ms", "p50_high_ms", "p50_interval_coverage", "between_run_cv"]
 others = [m for m in METRICS if m in frame and m != chosen.column and frame[m].notna().any()]
-table = frame[keys + [chosen.column] + others + ["fallback", "throttled", "newest_trial_id"]]
+table = frame[
+    keys + [chosen.column] + spread + others + ["fallback", "throttled", "newest_trial_id"]
+]
 table = table.rename(columns={m: METRICS[m].title for m in [chosen.column, *others]})
 table["newest trial"] = "./trial_detail?trial=" + table.pop("newest_trial_id").astype(str)
 st.dataframe(
@@ -94,3 +99,9 @@ if frame["fallback"].any():
     st.warning("Some trials fell back to another device than the one requested (see table).")
 if frame["throttled"].any():
     st.warning("Some trials were throttled: their latency is not the device's best.")
+if frame["unstable"].any():
+    st.warning(
+        "Some configurations are unstable (column `unstable`): a run's robust spread was "
+        "above its max_cv, or their run medians vary by more than 10 %. Their figures are "
+        "less certain than they look."
+    )

@@ -184,7 +184,8 @@ class Trial(Base):
         Index("ix_trials_device_state", "device_id", "state"),
         Index("ix_trials_campaign_state", "campaign_id", "state"),
         # The dashboard's Compare, Trade-offs and Diff pages: trials of some models at a batch
-        # size (and precision, campaign), read from the index alone (migration 0005).
+        # size (and precision, campaign), grouped into configurations, read from the index
+        # alone (migrations 0005, 0011).
         Index(
             "ix_trials_model_batch",
             "model_id",
@@ -193,6 +194,8 @@ class Trial(Base):
             "campaign_id",
             "device_id",
             "runtime",
+            "scenario",
+            "config_key",
             "id",
         ),
     )
@@ -211,6 +214,9 @@ class Trial(Base):
     scenario_params: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
     # A shape sweep's input shapes ({input: shape}); null: the shapes registered with the model.
     input_shapes: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    # scenario_params, runtime_options and input_shapes as one canonical text
+    # (configurations.config_key): what the dashboard groups configurations by, indexed.
+    config_key: Mapped[str] = mapped_column(Text, default="", server_default="")
     seq: Mapped[int] = mapped_column(Integer)  # order within the campaign
     repeat: Mapped[int] = mapped_column(Integer, default=1)
     policy: Mapped[dict[str, Any]] = mapped_column()

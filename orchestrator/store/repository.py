@@ -10,6 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from agents.contract import Heartbeat, Registration, TrialResult, TrialStarted
+from orchestrator import configurations
 from orchestrator.campaigns.matrix import Plan
 from orchestrator.campaigns.spec import CampaignSpec
 from orchestrator.store.models import (
@@ -205,6 +206,9 @@ def create_campaign(session: Session, spec: CampaignSpec, plan: Plan) -> Campaig
                 scenario=planned.scenario,
                 scenario_params=planned.scenario_params,
                 input_shapes=planned.input_shapes,
+                config_key=configurations.config_key(
+                    planned.scenario_params, planned.runtime_options, planned.input_shapes
+                ),
                 seq=seq,
                 repeat=planned.repeat,
                 policy=policy,
@@ -451,6 +455,7 @@ def add_run(session: Session, trial: Trial, reason: str) -> Trial | None:
         scenario=trial.scenario,
         scenario_params=trial.scenario_params,
         input_shapes=trial.input_shapes,
+        config_key=trial.config_key,
         seq=(last_seq or 0) + 1,
         repeat=max(t.repeat for t in siblings) + 1,
         policy=trial.policy,

@@ -305,7 +305,7 @@ def test_tradeoffs_mark_the_pareto_front(monkeypatch, tmp_path, seeded_sqlite):
     on_front = set(accuracy[accuracy["front"]]["label"])
     # Every x86 point is as accurate as the Pi's and faster: the Pi's are all dominated.
     assert on_front == {
-        f"seed-x86 · onnxruntime · {p} · {s} px" for p in ("fp32", "int8") for s in (96, 224)
+        f"seed-x86 · onnxruntime · {p} · CPU · {s} px" for p in ("fp32", "int8") for s in (96, 224)
     }
     # The Pi has no energy meter: its points are left out of the energy chart.
     assert set(points("Latency vs energy")["device"]) == {"seed-x86"}
@@ -438,3 +438,51 @@ def test_compare_box_plots_from_the_stored_samples(monkeypatch, tmp_path, seeded
     assert "latency per call (ms)" in axis_titles(app)
     # The table under the chart still holds the means of the chosen metric.
     assert "latency p50 (ms)" in table(app).columns
+
+
+def test_compare_groups_keep_scenarios_and_runtime_options_apart_with_runs(sqlite_url):
+    """The Compare/Trade-offs groups are configurations: a Poisson run and a threads=1 run
+    never pool into the single-stream bar, whose p50 is the median of its 5 runs' p50s,
+    with its interval across runs."""
+    from orchestrator.store.queries import dashboard as dq
+    from orchestrator.store.session import session_factory
+
+    runs = seed.seed_runs(sqlite_url)
+    with session_factory(sqlite_url).begin() as session:
+        policy = {"warmup_s": 0, "min_queries": 1, "min_s": 0, "max_s": 1, "runs": 1}
+        others = [
+            seed._submit(
+                session,
+                {
+                    "name": name,
+                    "devices": {"names": ["seed-x86"]},
+                    "models": ["seed_digits"],
+                    "runtimes": [runtime],
+                    "scenario": scenario,
+                    "policy": policy,
+                },
+            )
+            for name, runtime, scenario in (
+                ("threads", {"name": "onnxruntime", "options": {"threads": 1}}, {}),
+                ("poisson", "onnxruntime", {"kind": "poisson", "rate": 50}),
+            )
+        ]
+    for campaign_id in others:
+        seed._report_every_trial(sqlite_url, campaign_id, seed._plain_measurement)
+    sessions = session_factory(sqlite_url)
+    with sessions() as session:
+        [model_id] = [
+            v["model_ids"] for v in dq.model_variants(session) if v["name"] == "seed_digits"
+        ][0]
+        options = dq.result_filter_options(session, [model_id])
+        assert options["scenarios"] == ["poisson", "single_stream"]
+        single = dq.result_groups(session, [model_id], scenario="single_stream")
+        poisson = dq.result_groups(session, [model_id], scenario="poisson")
+    x86 = [g for g in single if g["device"] == "seed-x86"]
+    assert sorted(g["runtime_options"] for g in x86) == ["", '{"threads": 1}']
+    five = next(g for g in x86 if not g["runtime_options"])
+    run_p50s = [t["p50_ms"] for t in runs["trials"] if t["device"] == "seed-x86"]
+    assert five["runs"] == 5 and five["p50_ms"] == sorted(run_p50s)[2]
+    assert (five["p50_low_ms"], five["p50_high_ms"]) == (min(run_p50s), max(run_p50s))
+    assert five["p50_interval_coverage"] == 0.9375 and five["unstable"] is False
+    assert [(g["scenario"], g["runs"]) for g in poisson] == [("poisson", 1)]

@@ -47,3 +47,51 @@ def test_db_upgrade_command_reports_revision(tmp_path):
     done = run_cli("db", "upgrade", env={"EDGEBENCH_DATABASE_URL": url})
     assert done.returncode == 0, done.stderr
     assert migrate.heads(url)[0] in done.stdout
+
+
+def test_0011_fills_the_configuration_key_of_existing_trials(empty_url):
+    """Trials stored before 0011 get their config_key from their JSON columns, the same
+    text new trials get (orchestrator.configurations.config_key)."""
+    import json
+
+    from sqlalchemy import text
+
+    from orchestrator.configurations import config_key
+
+    migrate.upgrade(empty_url, "0010")
+    engine = engine_for(empty_url)
+    options, shapes = {"threads": 2}, {"x": [1, 3, 64, 64]}
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "insert into devices (name, device_class, tags, facts, retired, registered_at) values ('d', 'c', '[]', '{}', false, CURRENT_TIMESTAMP)"
+            )
+        )
+        connection.execute(
+            text(
+                "insert into campaigns (name, spec, state, skipped, created_at) values ('c', '{}', 'done', '[]', CURRENT_TIMESTAMP)"
+            )
+        )
+        connection.execute(
+            text(
+                "insert into models (name, format, precision, sha256, size, path, inputs, recipe, created_at) values ('m', 'onnx', 'fp32', :sha, 1, '/m', '[]', '{}', CURRENT_TIMESTAMP)"
+            ),
+            {"sha": "a" * 64},
+        )
+        for trial_id, opts, swept in (("t1", options, shapes), ("t2", None, None)):
+            connection.execute(
+                text(
+                    "insert into trials (id, campaign_id, device_id, model_id, runtime, requested_device, runtime_options, precision, batch_size, scenario, scenario_params, input_shapes, seq, repeat, policy, timeout_s, state, attempt, created_at) "
+                    "values (:id, 1, 1, 1, 'onnxruntime', 'CPU', :opts, 'fp32', 1, 'single_stream', '{}', :shapes, 0, 1, '{}', 10, 'done', 1, CURRENT_TIMESTAMP)"
+                ),
+                {
+                    "id": trial_id,
+                    "opts": json.dumps(opts) if opts else None,
+                    "shapes": json.dumps(swept) if swept else None,
+                },
+            )
+    engine.dispose()
+    migrate.upgrade(empty_url)
+    with engine_for(empty_url).connect() as connection:
+        keys = dict(connection.execute(text("select id, config_key from trials")).all())
+    assert keys == {"t1": config_key({}, options, shapes), "t2": ""}

@@ -8,6 +8,8 @@ runs in SQL so that a page costs the same on a store of a thousand trials or a m
 
 from __future__ import annotations
 
+import functools
+import json
 import statistics
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -16,6 +18,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from orchestrator import across_runs
+from orchestrator.configurations import MAX_BETWEEN_RUN_CV
 from orchestrator.store import queries
 from orchestrator.store.models import (
     FAILED,
@@ -173,12 +176,26 @@ def model_variants(session: Session) -> list[dict[str, Any]]:
 
 
 def result_filter_options(session: Session, model_ids: list[int]) -> dict[str, list[Any]]:
-    """The batch sizes, precisions, runtimes and campaigns that these models were run with
-    (one pass over ix_trials_model_batch)."""
+    """The batch sizes, precisions, runtimes, scenarios, input shapes and campaigns that
+    these models were run with (one pass over ix_trials_model_batch and the trials)."""
     query = (
-        select(Trial.batch_size, Trial.precision, Trial.runtime, Trial.campaign_id)
+        select(
+            Trial.batch_size,
+            Trial.precision,
+            Trial.runtime,
+            Trial.campaign_id,
+            Trial.scenario,
+            Trial.config_key,
+        )
         .where(Trial.model_id.in_(model_ids))
-        .group_by(Trial.batch_size, Trial.precision, Trial.runtime, Trial.campaign_id)
+        .group_by(
+            Trial.batch_size,
+            Trial.precision,
+            Trial.runtime,
+            Trial.campaign_id,
+            Trial.scenario,
+            Trial.config_key,
+        )
     )
     combos = session.execute(query).all()
     campaign_ids = sorted({c.campaign_id for c in combos}, reverse=True)
@@ -188,8 +205,59 @@ def result_filter_options(session: Session, model_ids: list[int]) -> dict[str, l
         "batch_sizes": sorted({c.batch_size for c in combos}),
         "precisions": sorted({c.precision for c in combos}),
         "runtimes": sorted({c.runtime for c in combos}),
+        "scenarios": sorted({c.scenario for c in combos}),
+        "input_shapes": sorted({config_parts(c.config_key)["input_shapes"] for c in combos}),
         "campaigns": [{"id": c, "name": names.get(c, "")} for c in campaign_ids],
     }
+
+
+@functools.lru_cache(maxsize=4096)
+def config_parts(config_key: str | None) -> dict[str, str]:
+    """A trial's config_key as its parts, each a canonical JSON text ("" when empty):
+    scenario_params, runtime_options, input_shapes."""
+    parts = json.loads(config_key) if config_key else {}
+    return {
+        name: json.dumps(parts[name], sort_keys=True) if parts.get(name) else ""
+        for name in ("scenario_params", "runtime_options", "input_shapes")
+    }
+
+
+# What makes a configuration beside device, runtime and precision: Compare and Trade-offs
+# never pool two scenarios, two sets of runtime options or two input shapes into one bar.
+CONFIGURATION_KEYS = ("scenario", "runtime_options", "input_shapes")
+
+
+def _group_keys(by_model: bool) -> list[Any]:
+    keys = [
+        Trial.device_id.label("device_id"),  # named afterwards: no join per trial
+        Trial.runtime.label("runtime"),
+        Trial.precision.label("precision"),
+        Result.actual_device.label("actual_device"),
+        Trial.scenario.label("scenario"),
+        Trial.config_key.label("config_key"),
+    ]
+    if by_model:
+        # Grouped by id and named afterwards: a join to models here steers SQLite's planner
+        # off the covering index.
+        keys.append(Trial.model_id.label("model_id"))
+    return keys
+
+
+def _scoped(query: Any, model_ids: list[int], filters: dict[str, Any]) -> Any:
+    query = (
+        query.select_from(Trial)
+        .join(Result, Result.trial_id == Trial.id)
+        .where(Trial.model_id.in_(model_ids))
+    )
+    for column, value in (
+        (Trial.batch_size, filters.get("batch_size")),
+        (Trial.precision, filters.get("precision")),
+        (Trial.campaign_id, filters.get("campaign_id")),
+        (Trial.scenario, filters.get("scenario")),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    return query
 
 
 def result_groups(
@@ -202,64 +270,116 @@ def result_groups(
     metrics: Sequence[str] = INDEXED_METRICS,
     sort: str | None = None,
     descending: bool = False,
+    scenario: str | None = None,
+    input_shapes: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Measured trials of these models, one row per device × runtime × precision × actual
-    device (× model variant with `by_model`): how many trials, the mean of each of
-    `metrics` over them (None where none measured it), whether any fell back or throttled,
-    and the newest trial's id. `metrics` and `sort` are METRICS names; the default metrics
-    are the indexed ones, which keeps this fast on a large store."""
-    keys = [
-        Device.name.label("device"),
-        Device.device_class.label("device_class"),
-        Trial.runtime.label("runtime"),
-        Trial.precision.label("precision"),
-        Result.actual_device.label("actual_device"),
-    ]
-    if by_model:
-        # Grouped by id and named afterwards: a join to models here steers SQLite's planner
-        # off the covering index.
-        keys.append(Trial.model_id.label("model_id"))
-    means = [func.avg(_column(name)).label(name) for name in metrics]
+    """Measured trials of these models, one row per configuration: device × runtime ×
+    precision × actual device × scenario × runtime options × input shapes (× model variant
+    with `by_model`). Each row has its runs, the median of their p50s with its interval and
+    between-run CV (across runs, as `results table`), how many runs were unstable, the mean
+    of each other metric over the runs (None where none measured it), whether any fell back
+    or throttled, and the newest trial's id. `input_shapes` filters on a value of
+    result_filter_options' list ("" = the registered shapes)."""
+    if sort is not None:
+        metric(sort)  # refused before any SQL runs
+    keys = _group_keys(by_model)
+    filters = {"batch_size": batch_size, "precision": precision, "campaign_id": campaign_id}
+    filters["scenario"] = scenario
+    means = [func.avg(_column(name)).label(name) for name in metrics if name != "p50_ms"]
     flags = [
         func.max(case((getattr(Result, flag).is_(True), 1), else_=0)).label(flag)
         for flag in ("fallback", "throttled")
     ]
-    query = (
-        select(
-            *keys,
-            func.count(Result.id).label("trials"),
-            func.max(Result.id).label("newest_result_id"),
-            *means,
-            *flags,
-        )
-        .select_from(Trial)
-        .join(Result, Result.trial_id == Trial.id)
-        .join(Device, Trial.device_id == Device.id)
-        .where(Trial.model_id.in_(model_ids))
-        .group_by(*keys)
-    )
-    if batch_size is not None:
-        query = query.where(Trial.batch_size == batch_size)
-    if precision is not None:
-        query = query.where(Trial.precision == precision)
-    if campaign_id is not None:
-        query = query.where(Trial.campaign_id == campaign_id)
-    if sort is not None:
-        order = func.avg(_column(sort))
-        query = query.order_by(order.desc() if descending else order, *keys)
-    else:
-        query = query.order_by(*keys)
+    query = _scoped(
+        select(*keys, func.max(Result.id).label("newest_result_id"), *means, *flags),
+        model_ids,
+        filters,
+    ).group_by(*keys)
     rows = [dict(row._mapping) for row in session.execute(query)]
+    runs = _run_figures(session, model_ids, filters, by_model)
     newest = _trial_ids_of([r["newest_result_id"] for r in rows], session)
-    if by_model:
-        names_query = select(Model.id, Model.name).where(Model.id.in_(model_ids))
-        names = {model_id: name for model_id, name in session.execute(names_query)}
-        for row in rows:
-            row["model"] = names[row.pop("model_id")]
+    model_names = _model_names(session, model_ids) if by_model else {}
+    devices = {
+        device_id: (name, device_class)
+        for device_id, name, device_class in session.execute(
+            select(Device.id, Device.name, Device.device_class).where(
+                Device.id.in_({r["device_id"] for r in rows})
+            )
+        )
+    }
+    names = [k.key for k in keys]
     for row in rows:
+        row.update(runs.get(tuple(row[n] for n in names), {}))  # before config_key is split
+        row.update(config_parts(row.pop("config_key")))
+        row["device"], row["device_class"] = devices[row.pop("device_id")]
         row["newest_trial_id"] = newest.get(row.pop("newest_result_id"))
         for flag in ("fallback", "throttled"):
             row[flag] = bool(row[flag])
+        if by_model:
+            row["model"] = model_names[row.pop("model_id")]
+    if input_shapes is not None:
+        rows = [r for r in rows if r["input_shapes"] == input_shapes]
+    return _sorted(rows, sort, descending)
+
+
+def _run_figures(
+    session: Session, model_ids: list[int], filters: dict[str, Any], by_model: bool
+) -> dict[tuple, dict[str, Any]]:
+    """Each configuration's figures across its runs (median of run p50s, its interval,
+    between-run CV, runs and unstable runs), from one pass over the runs' p50s."""
+    keys = _group_keys(by_model)
+    query = _scoped(select(Result.p50_ms, Result.unstable, *keys), model_ids, filters)
+    # Keyed by the columns as stored (JSON as its stored text, identical for one value):
+    # no per-row decoding on a page that reads tens of thousands of runs.
+    by_key: dict[tuple, list[tuple[float | None, bool | None]]] = {}
+    for p50, unstable, *key in session.execute(query):
+        by_key.setdefault(tuple(key), []).append((p50, unstable))
+    figures = {}
+    for key, runs in by_key.items():
+        p50s = [p for p, _ in runs if p is not None]
+        found = across_runs.configuration_figures(p50s)
+        between = found["between_run_cv"]
+        found["trials"] = len(runs)
+        found["unstable_runs"] = sum(1 for _, unstable in runs if unstable)
+        found["unstable"] = bool(found["unstable_runs"]) or (
+            between is not None and between > MAX_BETWEEN_RUN_CV
+        )
+        figures[key] = found
+    return figures
+
+
+def registered_elements(session: Session, model_ids: list[int]) -> dict[str, int]:
+    """Elements per item of each model's registered inputs (every dimension but the batch
+    axis), for placing its unswept runs on a shape axis beside swept ones."""
+    found: dict[str, int] = {}
+    for name, inputs in session.execute(
+        select(Model.name, Model.inputs).where(Model.id.in_(model_ids))
+    ):
+        total = 0
+        for node in inputs or []:
+            elements, axis = 1, node.get("batch_axis", 0)
+            for i, dim in enumerate(node["shape"]):
+                elements *= dim if (i != axis and dim) else 1
+            total += elements
+        found.setdefault(name, total)
+    return found
+
+
+def _model_names(session: Session, model_ids: list[int]) -> dict[int, str]:
+    query = select(Model.id, Model.name).where(Model.id.in_(model_ids))
+    return {model_id: name for model_id, name in session.execute(query)}
+
+
+def _sorted(rows: list[dict[str, Any]], sort: str | None, descending: bool) -> list[dict[str, Any]]:
+    """Rows by a metric (those that lack it last), else by their keys."""
+    order = ("device", "runtime", "precision", "scenario", "runtime_options", "input_shapes")
+    rows.sort(key=lambda r: tuple(str(r.get(k) or "") for k in order))
+    if sort is not None:
+        column = metric(sort).column
+        measured = [r for r in rows if r.get(column) is not None]
+        missing = [r for r in rows if r.get(column) is None]
+        measured.sort(key=lambda r: r[column], reverse=descending)
+        rows = measured + missing
     return rows
 
 
