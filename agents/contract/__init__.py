@@ -4,15 +4,22 @@ Every message is an envelope ``{"schema": N, "kind": K, "body": {...}}``; an age
 messages also carry a ``signature`` (see agents.contract.signing). A message
 with another schema version, an unknown kind or a malformed body is rejected with a
 ``ContractError`` that names the problem; callers log it and drop the message.
-This module is shared by both sides, so it stays stdlib + pydantic and Python 3.9 safe.
+This module is shared by both sides, so it stays stdlib + pydantic and Python 3.8 safe
+(JetPack 4.6 on a Jetson Nano).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
-from typing import Annotated, Any, Dict, List, Literal, Optional
+from typing import Any, Dict, List, Literal, Optional
+
+if sys.version_info >= (3, 9):
+    from typing import Annotated
+else:  # Python 3.8 (JetPack 4.6): typing gained Annotated in 3.9
+    from typing_extensions import Annotated
 
 from pydantic import (
     BaseModel,

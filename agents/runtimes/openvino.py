@@ -1,8 +1,16 @@
-"""OpenVINO adapter: reads ONNX (or IR) models and compiles them for CPU, GPU, NPU or AUTO."""
+"""OpenVINO adapter: reads ONNX (or IR) models and compiles them for CPU, GPU, NPU, AUTO or,
+with OpenVINO 2022.3, MYRIAD (the Neural Compute Stick 2).
+
+Two generations of the Python API: today's (`import openvino; openvino.Core()`, 2023.1 on)
+and 2022.3's (`openvino.runtime`, its top-level `openvino` an empty namespace package), the
+last release with the MYRIAD plugin. Where 2022.3 lacks something, the fallback says so.
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import inspect
+import os
 import tarfile
 from typing import Any, Callable, Dict, List, Optional
 
@@ -11,13 +19,52 @@ VIRTUAL_DEVICES = ("AUTO",)
 # OpenVINO's CPU plugin silently computes in bf16 on CPUs that have it (AVX512-BF16, AMX):
 # a trial asks for its precision explicitly, so an "fp32" number is an fp32 number.
 PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
+HINTED_DEVICES = ("CPU", "GPU")  # the plugins load() gives the hint
+
+
+def _api_module_name() -> str:
+    """The module that holds the API, found without importing OpenVINO (the runner times
+    that import): `openvino` where the package has today's top-level API (_ov_api.py,
+    2023.1 on), `openvino.runtime` where it has only that (2022.3)."""
+    spec = importlib.util.find_spec("openvino")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    if any(os.path.exists(os.path.join(f, "_ov_api.py")) for f in folders):
+        return "openvino"
+    if any(os.path.isdir(os.path.join(f, "runtime")) for f in folders):
+        return "openvino.runtime"
+    return "openvino"
+
+
+def _api() -> Any:
+    """OpenVINO's API module: `openvino` itself, or 2022.3's `openvino.runtime`."""
+    import openvino
+
+    if hasattr(openvino, "Core"):
+        return openvino
+    import openvino.runtime
+
+    return openvino.runtime
+
+
+def _infer_shares(request: Any) -> bool:
+    """Whether infer() can share inputs and outputs with the arrays (share_inputs=,
+    share_outputs=, 2023.1 on); 2022.3's infer(inputs) takes neither and copies both ways."""
+    try:
+        return "share_outputs" in inspect.signature(request.infer).parameters
+    except (TypeError, ValueError):  # no signature to read: the older call is safe
+        return False
 
 
 class LoadedOpenVinoModel:
-    def __init__(self, compiled: Any, requested: str) -> None:
+    def __init__(self, compiled: Any, requested: str, core: Any = None) -> None:
+        # Kept alive with the model: once 2022.3's Core is gone, the compiled model answers
+        # no property ("Unsupported ExecutableNetwork config key: NUM_STREAMS"), though it
+        # still infers.
+        self._core = core
         self._compiled = compiled
         self._request = compiled.create_infer_request()
         self._requested = requested
+        self._shares = _infer_shares(self._request)
         self.applied: Dict[str, Any] = {}
         self.runtime_cache = False
 
@@ -37,7 +84,9 @@ class LoadedOpenVinoModel:
 
     def run(self, feed: Dict[str, Any]) -> List[Any]:
         # Zero-copy in and out, as a tuned application does; outputs are views that the next
-        # run overwrites, so a caller that keeps them copies them.
+        # run overwrites, so a caller that keeps them copies them. 2022.3 copies both ways.
+        if not self._shares:
+            return list(self._request.infer(feed).values())
         results = self._request.infer(feed, share_inputs=True, share_outputs=True)
         return list(results.values())
 
@@ -45,10 +94,9 @@ class LoadedOpenVinoModel:
         """The timed operation: input tensors set once, sharing the arrays' memory; each call
         infers and leaves the outputs in the request's host tensors, as benchmark_app times
         it; its `outputs()` reads them (untimed: wrapping them costs ~20 us a query here)."""
-        import openvino
-
+        tensor = _api().Tensor
         for name, value in feed.items():
-            self._request.set_tensor(name, openvino.Tensor(value, shared_memory=True))
+            self._request.set_tensor(name, tensor(value, shared_memory=True))
         request = self._request
 
         def run_bound() -> None:
@@ -62,7 +110,13 @@ class LoadedOpenVinoModel:
         return float(self._request.latency)
 
     def placement(self) -> Dict[str, Any]:
-        executed = list(self._compiled.get_property("EXECUTION_DEVICES"))
+        try:
+            executed = list(self._compiled.get_property("EXECUTION_DEVICES"))
+        except RuntimeError:
+            # 2022.3's device plugins (CPU, MYRIAD) lack the property ("Unsupported
+            # ExecutableNetwork config key"); only AUTO has it. A model compiled for one named
+            # device runs on it: no plugin moves it elsewhere. AUTO's choice stays unknown.
+            executed = [] if self._requested in VIRTUAL_DEVICES else [self._requested]
         actual = ",".join(executed) if executed else None
         fallback = None
         if executed:
@@ -88,6 +142,7 @@ class LoadedOpenVinoModel:
     def close(self) -> None:
         self._request = None
         self._compiled = None
+        self._core = None
 
 
 def _property(compiled: Any, name: str) -> Optional[str]:
@@ -100,7 +155,12 @@ def _property(compiled: Any, name: str) -> Optional[str]:
 
 class OpenVinoAdapter:
     name = "openvino"
-    import_name = "openvino"
+
+    @property
+    def import_name(self) -> str:
+        """The module the runner times as the runtime's import: 2022.3's `openvino` is an
+        empty namespace package, its runtime loads with `openvino.runtime`."""
+        return _api_module_name()
 
     def available(self) -> bool:
         return importlib.util.find_spec("openvino") is not None
@@ -108,24 +168,24 @@ class OpenVinoAdapter:
     def version(self) -> Optional[str]:
         if not self.available():
             return None
-        import openvino
-
-        return openvino.get_version().split("-")[0]
+        # 2022.3 has get_version() in openvino.runtime only: "2022.3.2-9279-e2c7e4d7b4d-..."
+        return _api().get_version().split("-")[0]
 
     def devices(self) -> List[str]:
         if not self.available():
             return []
-        import openvino
-
-        found = list(openvino.Core().available_devices)
+        # 2022.3 lists "MYRIAD" where a Neural Compute Stick 2 is plugged in (and its
+        # plugin installed: the PyPI wheel has CPU, GPU, AUTO and HETERO only).
+        found = list(_api().Core().available_devices)
         return found + list(VIRTUAL_DEVICES) if found else []
 
     def precisions(self, device: str) -> List[str]:
         """The plugin's own OPTIMIZATION_CAPABILITIES (FP32, FP16, BF16, INT8...), lowered;
-        AUTO runs what the devices under it run."""
-        import openvino
-
-        core = openvino.Core()
+        AUTO runs what the devices under it run. Where load() gives a precision hint, the
+        ones the plugin refuses as a hint are left out: 2022.3's CPU plugin lists FP16 (it
+        reads fp16 models) but computes in bf16 or f32 only ("Wrong value for property key
+        INFERENCE_PRECISION_HINT. Supported values: bf16, f32")."""
+        core = _api().Core()
         devices = list(core.available_devices) if device in VIRTUAL_DEVICES else [device]
         found: List[str] = []
         for name in devices:
@@ -137,14 +197,14 @@ class OpenVinoAdapter:
                 precision = str(capability).lower()
                 if precision in ("fp32", "fp16", "bf16", "int8") and precision not in found:
                     found.append(precision)
+        if device.split(".")[0] in HINTED_DEVICES:
+            found = [p for p in found if not _hint_refused(core, device, p)]
         return found
 
     def load(self, path: str, options: Optional[Dict[str, Any]] = None) -> LoadedOpenVinoModel:
-        import openvino
-
         options = options or {}
         device = options.get("device", "CPU")
-        core = openvino.Core()
+        core = _api().Core()
         known = list(core.available_devices) + list(VIRTUAL_DEVICES)
         if not any(device == k or device.startswith(k.split(".")[0]) for k in known):
             raise ValueError(
@@ -152,7 +212,7 @@ class OpenVinoAdapter:
             )
         config = {"PERFORMANCE_HINT": str(options.get("performance_hint") or "latency").upper()}
         precision = PRECISION_HINTS.get(options.get("precision", "fp32"))
-        if precision and device.split(".")[0] in ("CPU", "GPU"):
+        if precision and device.split(".")[0] in HINTED_DEVICES:
             config["INFERENCE_PRECISION_HINT"] = precision
         if options.get("cache_dir"):
             config["CACHE_DIR"] = str(options["cache_dir"])
@@ -165,16 +225,28 @@ class OpenVinoAdapter:
         if fixed:
             model.reshape(fixed)
         compiled = core.compile_model(model, device, config)
-        loaded = LoadedOpenVinoModel(compiled, device)
+        loaded = LoadedOpenVinoModel(compiled, device, core)
         loaded.applied, loaded.runtime_cache = config, bool(options.get("cache_dir"))
         return loaded
+
+
+def _hint_refused(core: Any, device: str, precision: str) -> bool:
+    """Whether the plugin refuses `precision` as its inference precision hint (set on this
+    throwaway Core only)."""
+    hint = PRECISION_HINTS.get(precision)
+    if hint is None:
+        return False
+    try:
+        core.set_property(device, {"INFERENCE_PRECISION_HINT": hint})
+    except RuntimeError:
+        return True
+    return False
 
 
 def registered_shapes(model: Any, shapes: Dict[str, List[Optional[int]]]) -> Dict[str, Any]:
     """The reshape that fixes what the registration knows and the model file leaves
     dynamic, the batch (None) staying dynamic; empty where the model needs none."""
-    import openvino
-
+    api = _api()
     fixed = {}
     for port in model.inputs:
         shape = shapes.get(port.get_any_name())
@@ -183,8 +255,8 @@ def registered_shapes(model: Any, shapes: Dict[str, List[Optional[int]]]) -> Dic
             continue
         if all((d is None) == (not dim.is_static) for d, dim in zip(shape, partial)):
             continue  # dynamic exactly where the registration is: nothing to fix
-        fixed[port.get_any_name()] = openvino.PartialShape(
-            [openvino.Dimension() if d is None else openvino.Dimension(d) for d in shape]
+        fixed[port.get_any_name()] = api.PartialShape(
+            [api.Dimension() if d is None else api.Dimension(d) for d in shape]
         )
     return fixed
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.table import Table
@@ -254,7 +254,7 @@ def provision(
     ),
     name: Optional[str] = typer.Option(None, help="Device name (default: the host)."),
     tags: Optional[str] = typer.Option(None, help="Comma-separated tags, e.g. lab,usb3."),
-    runtime: Optional[list[str]] = typer.Option(
+    runtime: Optional[List[str]] = typer.Option(
         None, "--runtime", help="onnxruntime (default), litert, openvino; repeat for several."
     ),
     python: Optional[str] = typer.Option(
@@ -274,7 +274,7 @@ def provision(
     remote_dir: Optional[str] = typer.Option(
         None, help="The agent's folder on the device (default: ~/.edgebench-agent/NAME)."
     ),
-    env: Optional[list[str]] = typer.Option(
+    env: Optional[List[str]] = typer.Option(
         None, "--env", help="EDGEBENCH_*=VALUE for the agent, e.g. EDGEBENCH_HEARTBEAT_S=1."
     ),
     service: Optional[str] = typer.Option(None, help="auto (default), systemd or supervised."),

@@ -21,9 +21,10 @@ from tests.e2e.test_fleet import QUICK_POLICY, online
 pytestmark = pytest.mark.e2e
 
 
-def find_python39() -> str | None:
-    candidates = sorted(glob.glob("/root/.pyenv/versions/3.9*/bin/python3.9"))
-    candidates.append(shutil.which("python3.9") or "")
+def find_python(version: str) -> str | None:
+    """A working interpreter of this version (pyenv's, else on PATH), or None."""
+    candidates = sorted(glob.glob(f"/root/.pyenv/versions/{version}*/bin/python{version}"))
+    candidates.append(shutil.which(f"python{version}") or "")
     for candidate in filter(None, candidates):
         works = subprocess.run([candidate, "-c", "import venv"], capture_output=True)
         if works.returncode == 0:  # a pyenv shim without that version installed fails here
@@ -33,7 +34,7 @@ def find_python39() -> str | None:
 
 @pytest.fixture(scope="session")
 def light_venv(tmp_path_factory) -> Path:
-    python = find_python39()
+    python = find_python("3.9")
     if python is None:
         missing_service("no python3.9 here to install the agent into")
     venv = tmp_path_factory.mktemp("agent-py39") / "venv"

@@ -22,7 +22,7 @@ from orchestrator.provisioning.device_checks import parse_probe
 from orchestrator.provisioning.wheelhouse import DevicePython, Wheelhouse
 from orchestrator.store.models import Campaign, Device, Result, Trial
 from tests.e2e.conftest import Fleet
-from tests.e2e.test_light_agent import find_python39
+from tests.e2e.test_light_agent import find_python
 from tests.netns_hosts import started_lab
 
 pytestmark = pytest.mark.e2e
@@ -33,7 +33,7 @@ POLICY = "policy: {warmup_s: 0.1, min_queries: 20, min_s: 1.5, max_s: 5, runs: 1
 
 def device_pythons() -> list[str]:
     """The Debian system Python for most hosts; the oldest supported one for the last."""
-    return ["/usr/bin/python3", find_python39() or "/usr/bin/python3"]
+    return ["/usr/bin/python3", find_python("3.9") or "/usr/bin/python3"]
 
 
 def local_device(python: str) -> DevicePython:
