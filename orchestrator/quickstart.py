@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
@@ -33,10 +34,47 @@ from orchestrator.store.session import session_factory
 QUICK_MODELS = ["mlp_digits", "small_cnn_96", "digits_cnn"]
 QUICK_BATCH_SIZES = [1, 8]
 CAMPAIGN_TIMEOUT_S = 600
+SKIPS_SHOWN = 6  # distinct reasons printed for what the plan skipped
 
 
 class QuickstartError(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class UserModel:
+    """A user's own model file and the `models add` flags it needs."""
+
+    path: Path
+    flags: list[str]
+
+    @property
+    def name(self) -> str:
+        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", self.path.stem)[:128].lstrip("_.-")
+        return stem or "my_model"
+
+
+def add_user_model(model: UserModel, env: dict[str, str]) -> str:
+    """`models add` in a child process (TensorFlow's memory goes with it); its refusal,
+    which names the flag to give, stops the quickstart before anything starts. A model of
+    that name from an earlier quickstart is used as registered."""
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli.main", "models", "add", str(model.path),
+         "--name", model.name, *model.flags],
+        env=env,
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    if done.returncode == 0:
+        for line in done.stdout.strip().splitlines():
+            console.print(f"[bold]model[/bold]    {line}")
+        return f"added {model.name}"
+    if f"a model named {model.name!r} exists" in done.stderr:
+        return f"{model.name} is registered already (from an earlier run): using it"
+    refusal = done.stderr.strip().removeprefix("error: ")
+    raise QuickstartError(
+        f"{model.path} could not be added: {refusal}\n(give the flags it names to quickstart)"
+    )
 
 
 def local_device_name() -> str:
@@ -68,11 +106,11 @@ def build_models(env: dict[str, str], log_path: Path) -> list[str]:
     return [line.split()[1] for line in done.stdout.splitlines() if line.startswith("built ")]
 
 
-def quickstart_spec(device: str, models: list[str]) -> dict:
+def quickstart_spec(device: str, models: list[str], user_model: str | None = None) -> dict:
     return {
-        "name": "quickstart",
+        "name": f"quickstart-{user_model}" if user_model else "quickstart",
         "devices": {"names": [device]},
-        "models": [m for m in QUICK_MODELS if m in models],
+        "models": [user_model] if user_model else [m for m in QUICK_MODELS if m in models],
         "runtimes": quick_runtimes(),
         "precisions": ["fp32", "fp16", "int8"],
         "batch_sizes": QUICK_BATCH_SIZES,
@@ -137,22 +175,67 @@ def _wait_for_device(sessions, name: str, since, children: dict, timeout_s: floa
     raise QuickstartError(f"the local agent did not register within {timeout_s:.0f} s")
 
 
-def run(settings: Settings, dashboard_port: int | None) -> None:
+def _embedded(settings: Settings) -> Settings:
+    """The settings with the embedded broker and SQLite store, whatever the environment set."""
+    if settings.broker_url or settings.database_url:
+        console.print(
+            "[yellow]note:[/yellow] quickstart always uses its own embedded broker and the SQLite "
+            f"store in {settings.home}; EDGEBENCH_BROKER_URL / EDGEBENCH_DATABASE_URL are left "
+            "alone"
+        )
+        return settings.model_copy(update={"broker_url": None, "database_url": None})
+    return settings
+
+
+def _start_controller_and_agent(
+    name: str, env: dict[str, str], logs: Path, children: dict[str, tuple]
+) -> None:
+    """The controller and the local agent as child processes, into `children` as they
+    start (so that whatever started is stopped, whatever fails next)."""
+    for label, args in (
+        ("controller", ["server"]),
+        ("agent", ["agent", "start", "--name", name, "--tags", "local"]),
+    ):
+        log_path = logs / f"{label}.log"
+        dies = kill_with_parent if label == "agent" else terminate_with_parent
+        children[label] = (_spawn(args, env, log_path, dies), log_path)
+        console.print(f"[bold]{label:<9}[/bold] started (log: {log_path})")
+
+
+def _submit(sessions, spec) -> int:  # noqa: ANN001
+    """Submit the campaign; say how many trials, and why the plan skipped what it skipped."""
+    with sessions.begin() as session:
+        campaign, plan = planning.submit(session, spec)
+        campaign_id = campaign.id
+    console.print(f"[bold]campaign[/bold] {campaign_id}: {len(plan.trials)} trials")
+    reasons = list(dict.fromkeys(s["reason"] for s in plan.skipped))
+    for reason in reasons[:SKIPS_SHOWN]:
+        console.print(f"[bold]not run:[/bold] {reason}")
+    if len(reasons) > SKIPS_SHOWN:
+        console.print(
+            f"not run: {len(reasons) - SKIPS_SHOWN} more reason(s): "
+            f"`edgebench campaign status {campaign_id}`"
+        )
+    return campaign_id
+
+
+def run(
+    settings: Settings, dashboard_port: int | None, user_model: UserModel | None = None
+) -> None:
     from orchestrator.cli.campaigns import wait_for
     from orchestrator.cli.results import print_results
     from orchestrator.store.models import utcnow
 
     home = settings.home
     logs = home / "logs"
-    if settings.broker_url or settings.database_url:
-        console.print(
-            "[yellow]note:[/yellow] quickstart always uses its own embedded broker and the SQLite "
-            f"store in {home}; EDGEBENCH_BROKER_URL / EDGEBENCH_DATABASE_URL are left alone"
-        )
-        settings = settings.model_copy(update={"broker_url": None, "database_url": None})
+    settings = _embedded(settings)
     url = settings.resolved_database_url()
     migrate.upgrade(url)
     sessions = session_factory(url)
+    if user_model is not None:  # refused before anything starts, with the flag to give
+        plain = {k: v for k, v in os.environ.items() if not k.startswith("EDGEBENCH_")}
+        added = add_user_model(user_model, {**plain, "EDGEBENCH_HOME": str(home)})
+        console.print(f"[bold]model[/bold]    {added}")
 
     def on_term(_signum, _frame):  # noqa: ANN001
         raise KeyboardInterrupt
@@ -175,30 +258,23 @@ def run(settings: Settings, dashboard_port: int | None) -> None:
         env.update(EDGEBENCH_BROKER_URL=broker_url, EDGEBENCH_HOME=str(home))
         started = utcnow()
         name = local_device_name()
-        for label, args in (
-            ("controller", ["server"]),
-            ("agent", ["agent", "start", "--name", name, "--tags", "local"]),
-        ):
-            log_path = logs / f"{label}.log"
-            dies = kill_with_parent if label == "agent" else terminate_with_parent
-            children[label] = (_spawn(args, env, log_path, dies), log_path)
-            console.print(f"[bold]{label:<9}[/bold] started (log: {log_path})")
+        _start_controller_and_agent(name, env, logs, children)
 
-        built = build_models(env, logs / "models-build.log")
-        console.print(
-            f"[bold]models[/bold]   built {', '.join(built)} (log: {logs / 'models-build.log'})"
-        )
+        built = [] if user_model is not None else build_models(env, logs / "models-build.log")
+        if built:
+            console.print(
+                f"[bold]models[/bold]   built {', '.join(built)} (log: {logs / 'models-build.log'})"
+            )
 
         _wait_for_device(sessions, name, started, children)
         console.print(f"[bold]device[/bold]   {name} registered")
         served = settings.resolved_artifact_base_url()
         if served:  # the controller serves the models over HTTP; the agent downloads them
             console.print(f"[bold]artifacts[/bold] served at {served}")
-        spec = parse_spec(quickstart_spec(name, built))
-        with sessions.begin() as session:
-            campaign, plan = planning.submit(session, spec)
-            campaign_id = campaign.id
-        console.print(f"[bold]campaign[/bold] {campaign_id}: {len(plan.trials)} trials")
+        spec = parse_spec(
+            quickstart_spec(name, built, user_model.name if user_model is not None else None)
+        )
+        campaign_id = _submit(sessions, spec)
         wait_for(
             sessions,
             campaign_id,

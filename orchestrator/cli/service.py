@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import List, Optional
 
 import typer
 
@@ -103,13 +105,34 @@ def dashboard(
 def quickstart(
     no_dashboard: bool = typer.Option(False, "--no-dashboard", help="Exit after the table."),
     port: int = typer.Option(8501, help="Dashboard port."),
+    model: Optional[Path] = typer.Option(
+        None,
+        "--model",
+        help="Your own .onnx/.tflite/.xml: added as `models add` would, then benchmarked "
+        "instead of the built-in set.",
+    ),
+    input_shape: List[str] = typer.Option(
+        [], "--input-shape", help="With --model: NAME=D1,D2,... (as `models add` takes it)."
+    ),
+    batch_axis: List[str] = typer.Option(
+        [], "--batch-axis", help="With --model: NAME=K or NAME=none (as `models add`)."
+    ),
+    sample_input: Optional[Path] = typer.Option(
+        None, help="With --model: an .npz of input values (as `models add`)."
+    ),
 ) -> None:
     """Embedded broker + SQLite + controller + one local agent, a real campaign, a table."""
     require_server_extra()
     from orchestrator import quickstart as qs
 
+    flags = [f"--input-shape={v}" for v in input_shape] + [f"--batch-axis={v}" for v in batch_axis]
+    if sample_input is not None:
+        flags.append(f"--sample-input={sample_input}")
+    if flags and model is None:
+        fail("--input-shape, --batch-axis and --sample-input go with --model FILE")
     try:
-        qs.run(Settings(), dashboard_port=None if no_dashboard else port)
+        user_model = qs.UserModel(model, flags) if model is not None else None
+        qs.run(Settings(), dashboard_port=None if no_dashboard else port, user_model=user_model)
     except qs.QuickstartError as exc:
         fail(str(exc))
 

@@ -80,6 +80,22 @@ class Fleet:
         logs = "\n".join(f"--- {label}\n{self.log(label)[-2000:]}" for label in self.processes)
         raise AssertionError(f"timed out waiting for {what}\n{logs}")
 
+    def runner_pids(self) -> set[int]:
+        """Trial runner processes of this fleet's agents (their spec lies under its home):
+        not those of anything else running on the machine."""
+        pids = set()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                    command = handle.read()
+            except OSError:
+                continue
+            if b"agents.runner" in command and str(self.home).encode() in command:
+                pids.add(int(entry))
+        return pids
+
     def kill9(self, label: str) -> None:
         process = self.processes.pop(label)
         process.kill()

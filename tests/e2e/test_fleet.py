@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import pytest
@@ -103,11 +102,11 @@ def test_kill_9_of_an_agent_mid_trial_reruns_the_trial_once(fleet, tmp_path):
     trial_id, attempt = fleet.wait_until(running_trial, 60, "the trial to start")
     assert attempt == 1
     time.sleep(1.0)  # mid-measurement
-    runner_pids = _runner_pids()
+    runner_pids = fleet.runner_pids()
     assert runner_pids, "the trial's runner process should exist"
     fleet.kill9("agent-victim")
     time.sleep(1.0)
-    assert not (_runner_pids() & runner_pids), "the trial process outlived its agent"
+    assert not (fleet.runner_pids() & runner_pids), "the trial process outlived its agent"
 
     fleet.start_agent("victim")
 
@@ -123,20 +122,6 @@ def test_kill_9_of_an_agent_mid_trial_reruns_the_trial_once(fleet, tmp_path):
         assert len(results) == 1
         assert results[0].attempt == 2
         assert session.get(Trial, trial_id).attempt == 2
-
-
-def _runner_pids() -> set[int]:
-    pids = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                if b"agents.runner" in handle.read():
-                    pids.add(int(entry))
-        except OSError:
-            continue
-    return pids
 
 
 def test_garbage_on_the_control_queue_does_not_stop_the_controller(fleet, tmp_path):

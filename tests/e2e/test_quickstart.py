@@ -184,3 +184,37 @@ def test_children_stop_even_when_quickstart_is_killed_hard(tmp_path):
     while processes_using(home) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert processes_using(home) == []  # controller, agent and the embedded redis-server
+
+
+def test_quickstart_benchmarks_a_users_model_added_with_the_flag_its_refusal_names(tmp_path):
+    """`quickstart --model FILE`: a public detection model with dynamic height and width is
+    refused naming --input-shape (nothing started), then added with it and measured."""
+    from tests import public_models
+
+    model = next(m for m in public_models.CORPUS if m.name == "ppocr_det")
+    try:
+        path = public_models.fetch(model)
+    except RuntimeError as exc:
+        from tests.conftest import missing_service
+
+        missing_service(f"the public-model corpus could not be fetched: {exc}")
+    home = tmp_path / "home"
+    command = [sys.executable, "-m", "orchestrator.cli.main", "quickstart", "--no-dashboard"]
+    refused = subprocess.run(
+        [*command, "--model", str(path)],
+        env=clean_env(home), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "give --input-shape x=1,3,<d2>,<d3>" in refused.stderr
+    assert not processes_using(home) and not (home / "broker.json").exists()
+
+    done = subprocess.run(
+        [*command, "--model", str(path), "--input-shape", "x=1,3,64,64"],
+        env=clean_env(home), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if "ppocr_det" in line and "done" in line]
+    runtimes = {line.split("│")[3].strip().split("/")[0] for line in rows}
+    assert {"onnxruntime", "openvino"} <= runtimes, done.stdout
+    assert "not run:" in done.stdout  # what the plan skipped, with its reasons
+    assert not processes_using(home)

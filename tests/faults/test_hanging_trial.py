@@ -7,7 +7,6 @@ policy measures for at least 5 s (the runner would go on well past the limit).
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
@@ -19,20 +18,6 @@ from tests.faults import invariants
 from tests.faults.conftest import device_boot, online, settled, submit
 
 pytestmark = pytest.mark.e2e
-
-
-def _runner_pids(home) -> set[int]:  # noqa: ANN001
-    """Runner processes of this fleet's agents (their spec lies under its home)."""
-    pids = set()
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                if entry.isdigit() and b"agents.runner" in (cmd := handle.read()):
-                    if str(home).encode() in cmd:
-                        pids.add(int(entry))
-        except OSError:
-            continue
-    return pids
 
 
 def _offline(fleet, name: str) -> bool:
@@ -77,6 +62,6 @@ def test_a_hanging_trial_is_killed_at_its_limit_and_the_agent_goes_on(fleet, tmp
         # Killed at the limit, not after its 5 s of measurement.
         assert (first.finished_at - first.started_at).total_seconds() < 4
         assert second.state == "done", second.error
-    assert not _runner_pids(fleet.home), "a runner outlived its time limit"
+    assert not fleet.runner_pids(), "a runner outlived its time limit"
     invariants.assert_holds(fleet.database_url, campaign)
     print(f"hanging trial failed at its limit; campaign settled in {elapsed:.1f} s")
