@@ -71,6 +71,7 @@ def artifact_infos(session: Session) -> list[ArtifactInfo]:
                 refused_by=tuple(
                     sorted(((card.recipe or {}) if card else {}).get("refused_by", {}).items())
                 ),
+                fixed_by=(m.recipe or {}).get("fixed_by"),
             )
         )
     return infos

@@ -22,6 +22,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from orchestrator import broker, dashboard_process, planning
+from orchestrator.artifacts import onnx2tf_env
 from orchestrator.campaigns.spec import parse_spec
 from orchestrator.child_process import kill_with_parent, terminate_with_parent
 from orchestrator.cli.store_access import console
@@ -112,7 +113,8 @@ def quickstart_spec(device: str, models: list[str], user_model: str | None = Non
         "devices": {"names": [device]},
         "models": [user_model] if user_model else [m for m in QUICK_MODELS if m in models],
         "runtimes": quick_runtimes(),
-        "precisions": ["fp32", "fp16", "int8"],
+        # A user's model also gets its dynamic int8 variants (a method of their own).
+        "precisions": ["fp32", "fp16", "int8"] + (["int8_dynamic"] if user_model else []),
         "batch_sizes": QUICK_BATCH_SIZES,
         # One run per configuration to keep the first run short; the table says so (a
         # campaign's default is 5 runs, which give an interval across runs and verdicts).
@@ -233,7 +235,11 @@ def run(
     migrate.upgrade(url)
     sessions = session_factory(url)
     if user_model is not None:  # refused before anything starts, with the flag to give
-        plain = {k: v for k, v in os.environ.items() if not k.startswith("EDGEBENCH_")}
+        plain = {  # the user's store and broker are not the quickstart's
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("EDGEBENCH_") or k == onnx2tf_env.PYTHON_VARIABLE
+        }
         added = add_user_model(user_model, {**plain, "EDGEBENCH_HOME": str(home)})
         console.print(f"[bold]model[/bold]    {added}")
 

@@ -50,8 +50,13 @@ LEASE_GRACE_S = 60.0
 
 def card_files(trial: Trial, settings: Settings) -> dict[str, ArtifactRef]:
     """The data files of the trial's model card by role ("reference": fp32 outputs and
-    labels for fidelity; "sample_input": the values trials feed)."""
+    labels for fidelity; "sample_input": the values trials feed), replaced by the variant's
+    own where it has them (its inputs named or its outputs laid out its own way)."""
     card = object_session(trial).scalar(select(ModelCard).where(ModelCard.name == trial.model.name))
+    stored_files = {
+        **((card.data or {}) if card is not None else {}),
+        **(trial.model.recipe or {}).get("data", {}),
+    }
     return {
         role: ArtifactRef(
             sha256=stored["sha256"],
@@ -59,7 +64,7 @@ def card_files(trial: Trial, settings: Settings) -> dict[str, ArtifactRef]:
             format="npz",
             uri=settings.artifact_uri(stored["sha256"], stored["path"]),
         )
-        for role, stored in ((card.data or {}) if card is not None else {}).items()
+        for role, stored in stored_files.items()
         if stored
     }
 

@@ -19,6 +19,9 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 POSTGRES_ADMIN_URL = os.environ.get(
     "EDGEBENCH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
+# onnx2tf takes 20-90 s a model: `models add` in the suite derives no TFLite variants, except
+# where a test gives it onnx2tf's environment (tests/e2e/test_public_models.py).
+os.environ["EDGEBENCH_ONNX2TF_PYTHON"] = "off"
 
 
 def missing_service(reason: str) -> None:

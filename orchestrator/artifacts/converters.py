@@ -146,6 +146,26 @@ def onnx_feeds_to_int8(onnx_bytes: bytes, feeds: list[dict[str, np.ndarray]]) ->
     return data, recipe
 
 
+def onnx_to_int8_dynamic(onnx_bytes: bytes) -> tuple[bytes, dict]:
+    """Dynamic quantization by onnxruntime: int8 weights ahead of time, activations
+    quantized per query from their observed range (no calibration data)."""
+    from onnxruntime import quantization
+
+    with tempfile.TemporaryDirectory(prefix="edgebench-quant-") as work:
+        source, target = Path(work, "fp32.onnx"), Path(work, "int8_dynamic.onnx")
+        source.write_bytes(onnx_bytes)
+        quantization.quantize_dynamic(
+            str(source), str(target), weight_type=quantization.QuantType.QInt8
+        )
+        data = target.read_bytes()
+    recipe = {
+        "converter": "onnxruntime.quantization.quantize_dynamic",
+        "onnxruntime": version_of("onnxruntime"),
+        "options": {"weights": "int8", "activations": "quantized per query (uint8)"},
+    }
+    return data, recipe
+
+
 def onnx_to_fp16(onnx_bytes: bytes) -> tuple[bytes, dict]:
     """fp16 weights and compute, float32 inputs and outputs kept (onnxconverter-common)."""
     import onnx

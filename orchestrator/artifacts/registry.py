@@ -232,6 +232,7 @@ def remove(session: Session, name: str) -> list[str]:
             f"model {name!r} is used by campaign(s) {listed}: their results refer to it"
         )
     paths = [r.path for r in rows] + [f["path"] for f in (card.data if card else {}).values()]
+    paths += [f["path"] for r in rows for f in (r.recipe or {}).get("data", {}).values()]
     for row in rows:
         session.delete(row)
     if card is not None:
@@ -246,6 +247,10 @@ def remove(session: Session, name: str) -> list[str]:
             f.get("path") == path
             for c in session.scalars(select(ModelCard))
             for f in c.data.values()
+        ) or any(
+            f.get("path") == path
+            for m in session.scalars(select(Model))
+            for f in (m.recipe or {}).get("data", {}).values()
         )
         if not still_used and not shared and Path(path).is_file():
             Path(path).unlink()

@@ -25,8 +25,10 @@ from orchestrator.artifacts import (
     converters,
     input_shapes,
     reference_outputs,
+    tflite_variants,
     user_variants,
     validation,
+    variant_data,
 )
 from orchestrator.artifacts.input_shapes import ModelRejected
 from orchestrator.artifacts.registry import build_log, register_artifact
@@ -212,10 +214,11 @@ def derive_variants(candidate: Candidate, sample: dict[str, np.ndarray] | None) 
                 ("openvino-ir", variant if precision == "fp32" else precision, ir, recipe)
             )
         if precision == "fp32":
-            derived, notes, refused = user_variants.onnx_variants(data, candidate.inputs, sample)
-            candidate.derived += derived
-            candidate.notes += notes
-            candidate.refused_by.update(refused)
+            for derive in (user_variants.onnx_variants, tflite_variants.tflite_variants):
+                derived, notes, refused = derive(data, candidate.inputs, sample)
+                candidate.derived += derived
+                candidate.notes += notes
+                candidate.refused_by.update(refused)
     elif fmt == "tflite" and importlib.util.find_spec("tf2onnx") is not None:
         onnx_bytes, recipe = _tflite_to_onnx(data)
         if onnx_bytes is not None:
@@ -245,6 +248,28 @@ def _tflite_to_onnx(data: bytes) -> tuple[bytes | None, dict]:
     except validation.InvalidModel as exc:
         return None, {"error": f"the converted ONNX does not load ({exc})"}
     return proto.SerializeToString(), recipe
+
+
+def _stored(artifact_dir: Path, data: bytes) -> dict[str, Any]:
+    digest, path = content_store.put(artifact_dir, data, ".npz")
+    return {"sha256": digest, "size": len(data), "path": str(path.resolve())}
+
+
+def variant_files(
+    artifact_dir: Path, candidate: Candidate, io_map: dict, sample_path: Path | None
+) -> dict[str, Any]:
+    """The reference and sample values in a variant's own terms, stored; {role: file}."""
+    files = {}
+    if candidate.reference is not None:
+        reference = variant_data.reference_for(
+            candidate.reference, io_map, candidate.data, candidate.inputs
+        )
+        files["reference"] = _stored(artifact_dir, reference)
+    if sample_path is not None:
+        sample = variant_data.sample_for(sample_path.read_bytes(), io_map)
+        if sample is not None:
+            files["sample_input"] = _stored(artifact_dir, sample)
+    return files
 
 
 def register(
@@ -277,8 +302,13 @@ def register(
     stored.append((candidate.fmt, candidate.precision, size))
     for fmt, precision, data, recipe in candidate.derived:
         recipe = {**recipe, "from": f"{candidate.fmt} {candidate.precision} (user upload)"}
+        registered = candidate.inputs
+        if "io_map" in recipe and not variant_data.is_identity(recipe["io_map"]):
+            # its own input names or output layout: its own reference and sample values
+            registered = variant_data.renamed_inputs(candidate.inputs, recipe["io_map"])
+            recipe["data"] = variant_files(artifact_dir, candidate, recipe["io_map"], sample_path)
         size = register_artifact(
-            session, artifact_dir, candidate.name, fmt, precision, data, recipe, candidate.inputs
+            session, artifact_dir, candidate.name, fmt, precision, data, recipe, registered
         )
         stored.append((fmt, precision, size))
     data_files: dict[str, Any] = {}

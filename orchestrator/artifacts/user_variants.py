@@ -3,6 +3,9 @@
 - ONNX int8: onnxruntime's static QDQ quantization, calibrated on the sample input values
   (each row of the batch axis one calibration query). Without a sample it is calibrated
   on seeded normal values and says so: its accuracy then means nothing.
+- ONNX int8_dynamic: onnxruntime's dynamic quantization (int8 weights, activations
+  quantized per query), a method of its own beside static int8: no calibration, and what
+  transformer and recurrent models usually get.
 - ONNX fp16: onnxconverter-common, with float32 inputs and outputs kept.
 
 Each variant is loaded by onnxruntime before it is kept. A conversion that fails leaves the
@@ -68,6 +71,51 @@ def openvino_refuses(onnx_bytes: bytes) -> str | None:
     return None
 
 
+def quantized_ops(onnx_bytes: bytes) -> list[str]:
+    """The operators of a quantized model that compute on or make integers."""
+    import onnx
+
+    return [
+        node.op_type
+        for node in onnx.load_from_string(onnx_bytes).graph.node
+        if "Quantize" in node.op_type
+        or node.op_type.endswith("Integer")
+        or node.op_type == "QAttention"
+    ]
+
+
+def dynamic_variant(
+    data: bytes, feed: dict[str, np.ndarray] | None
+) -> tuple[list[tuple[str, str, bytes, dict]], list[str], dict[str, str]]:
+    """The ONNX int8_dynamic variant, kept only if onnxruntime loads it and runs one query
+    (its CPU kernels lack some integer ops, e.g. ConvInteger with int8 weights)."""
+    try:
+        quantized, recipe = converters.onnx_to_int8_dynamic(data)
+    except Exception as exc:  # a model the quantizer cannot take: say so, go on
+        why = f"onnxruntime's quantize_dynamic failed on it ({_why(exc)})"
+        return [], [f"no ONNX int8_dynamic variant: {why}"], {"onnxruntime:int8_dynamic": why}
+    if not quantized_ops(quantized):  # an "int8_dynamic" that computes in fp32 is no variant
+        why = (
+            "onnxruntime's quantize_dynamic quantized no operator (it takes MatMul, Conv, "
+            "Gather, LSTM... whose weights are initializers)"
+        )
+        return [], [f"no ONNX int8_dynamic variant: {why}"], {"onnxruntime:int8_dynamic": why}
+    try:
+        validation.describe(quantized, "onnx")
+        if feed is not None:
+            reference_outputs.fp32_runner("onnx", quantized)(feed)
+    except Exception as exc:  # onnxruntime's kernels lack an integer op it used
+        why = f"onnxruntime cannot run the dynamically quantized model ({_why(exc)})"
+        return [], [f"no ONNX int8_dynamic variant: {why}"], {"onnxruntime:int8_dynamic": why}
+    refused = {}
+    notes = []
+    why = openvino_refuses(quantized)
+    if why:
+        notes.append(f"OpenVINO cannot run the ONNX int8_dynamic variant: {why}")
+        refused["openvino:int8_dynamic"] = why
+    return [("onnx", "int8_dynamic", quantized, recipe)], notes, refused
+
+
 def onnx_variants(
     data: bytes, inputs: list[dict[str, Any]], sample: dict[str, np.ndarray] | None
 ) -> tuple[list[tuple[str, str, bytes, dict]], list[str], dict[str, str]]:
@@ -93,6 +141,10 @@ def onnx_variants(
             if why:
                 notes.append(f"OpenVINO cannot run the ONNX int8 variant: {why}")
                 refused["openvino:int8"] = why
+    dynamic = dynamic_variant(data, calibration[0][0] if calibration else None)
+    derived += dynamic[0]
+    notes += dynamic[1]
+    refused.update(dynamic[2])
     if importlib.util.find_spec("onnxconverter_common") is None:
         notes.append("no ONNX fp16 variant: onnxconverter-common is not installed (modelzoo)")
         return derived, notes, refused

@@ -11,7 +11,13 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.campaigns.spec import MAX_TRIALS, CampaignSpec, ModelChoice, RuntimeChoice
+from orchestrator.campaigns.spec import (
+    COMPUTES_IN,
+    MAX_TRIALS,
+    CampaignSpec,
+    ModelChoice,
+    RuntimeChoice,
+)
 
 # The artifact formats each runtime loads, preferred first (OpenVINO reads ONNX directly).
 RUNTIME_FORMATS = {
@@ -50,6 +56,8 @@ class ArtifactInfo:
     refused_by: tuple[tuple[str, str], ...] = ()
     # (name, registered shape, batch axis, the axes the file leaves open): what a sweep checks
     inputs: tuple[tuple[str, tuple[int | None, ...], int | None, tuple[int, ...]], ...] = ()
+    # Why the file's shapes are all fixed where a converter fixed them (onnx2tf), else None
+    fixed_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -148,7 +156,7 @@ def why_not(
             f"{runtime.name} on {device.name} offers no {runtime.device} (offers: {offered})",
             None,
         )
-    if runs is not None and precision not in runs:
+    if runs is not None and COMPUTES_IN.get(precision, precision) not in runs:
         return (
             f"{runtime.name} {runtime.device} on {device.name} runs no {precision} "
             f"(runs: {', '.join(runs) or 'nothing'})",
@@ -162,17 +170,22 @@ def why_not(
             f"{model_name} (compile its int8 .tflite with edgetpu_compiler, then `models add`)",
             None,
         )
+    # Why a runtime cannot take the model was found when it was added (every artifact of
+    # the model carries it): said whether or not a file for the runtime exists.
+    known = artifact or next((a for key, a in by_key.items() if key[0] == model_name), None)
+    refusals = dict(known.refused_by) if known is not None else {}
+    refused, what = refusals.get(runtime.name), model_name
+    if not refused:
+        refused, what = refusals.get(f"{runtime.name}:{precision}"), f"{model_name} {precision}"
+    if refused:
+        return f"{runtime.name} cannot run {what}: {refused}", None
     if artifact is None:
         return f"no {' or '.join(formats)} {precision} artifact of {model_name}", None
-    refusals = dict(artifact.refused_by)
-    refused = refusals.get(runtime.name) or refusals.get(f"{runtime.name}:{precision}")
-    if refused:
-        return f"{runtime.name} cannot run {model_name}: {refused}", None
     if batch != 1 and artifact.fixed_batch is not None:
         return (
             f"{model_name} ({artifact.format}) has a fixed batch (input shape "
-            f"{list(artifact.fixed_batch)}): batch_size {batch} cannot run (export the model with a "
-            "dynamic batch dimension)",
+            f"{list(artifact.fixed_batch)}): batch_size {batch} cannot run "
+            f"({artifact.fixed_by or 'export the model with a dynamic batch dimension'})",
             None,
         )
     return None, artifact
@@ -200,7 +213,9 @@ def shape_reason(
             where = f"axis {fixed[0]} is fixed" if fixed else f"it has {len(shape)} dimensions"
             return (
                 f"{model_name} ({artifact.format}) cannot take {name}={wanted}: {where} "
-                f"(registered {list(shape)}, open axes {list(open_axes) or 'none'})"
+                f"(registered {list(shape)}, open axes {list(open_axes) or 'none'}"
+                + (f"; {artifact.fixed_by}" if artifact.fixed_by else "")
+                + ")"
             )
     return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -190,3 +191,27 @@ def remove(name: str = typer.Argument(..., help="Model name.")) -> None:
     except ValueError as exc:
         fail(str(exc))
     console.print(f"removed {name} ({len(deleted)} file(s) deleted)")
+
+
+@app.command("setup-onnx2tf")
+def setup_onnx2tf(
+    python: Optional[str] = typer.Option(
+        None, help="The Python to make the environment with (3.10 or later; default: this one)."
+    ),
+) -> None:
+    """Install onnx2tf in an environment of its own, so `models add` derives TFLite variants
+    of ONNX models (onnx2tf pins its own TensorFlow: it is kept apart from edgebench's)."""
+    from orchestrator.artifacts import onnx2tf_env
+
+    home = onnx2tf_env.default_home()
+    console.print(f"installing {onnx2tf_env.REQUIREMENT} into {home} (about 2.5 GB, minutes)...")
+    try:
+        made = onnx2tf_env.install(python)
+    except onnx2tf_env.SetupFailed as exc:
+        fail(str(exc))
+    console.print(f"onnx2tf ready: {made} (`models add` of an ONNX model now derives TFLite)")
+    if os.environ.get(onnx2tf_env.PYTHON_VARIABLE):
+        console.print(
+            f"[yellow]note:[/yellow] {onnx2tf_env.PYTHON_VARIABLE} is set: `models add` uses "
+            "that Python, not this environment"
+        )

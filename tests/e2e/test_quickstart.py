@@ -20,7 +20,8 @@ pytestmark = pytest.mark.e2e
 
 def clean_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEBENCH_")}
-    env.update(EDGEBENCH_HOME=str(home), COLUMNS="200")
+    # onnx2tf stays off, as in the whole suite (tests/conftest.py): 20-90 s a model
+    env.update(EDGEBENCH_HOME=str(home), COLUMNS="200", EDGEBENCH_ONNX2TF_PYTHON="off")
     return env
 
 

@@ -335,6 +335,7 @@ def test_a_user_onnx_model_gets_openvino_variants_and_reference_outputs(built, t
         ("onnx", "fp16"),
         ("onnx", "fp32"),
         ("onnx", "int8"),
+        ("onnx", "int8_dynamic"),
         ("openvino-ir", "fp16"),
         ("openvino-ir", "fp32"),
     ]
@@ -405,8 +406,8 @@ def test_add_list_and_remove_on_both_stores_and_refuse_removing_a_used_model(sto
     path.write_bytes(mlp(seed=5).onnx_bytes)
     assert run_cli("models", "add", str(path), "--name", "used", env=env).returncode == 0
     listed = run_cli("models", "list", env=env)
-    # onnx fp32, int8 and fp16, IR fp32 and fp16
-    assert listed.returncode == 0 and listed.stdout.count("used") == 5
+    # onnx fp32, int8, int8_dynamic and fp16, IR fp32 and fp16
+    assert listed.returncode == 0 and listed.stdout.count("used") == 6
     facts = {"runtimes": [{"name": "openvino", "version": "x", "devices": ["CPU"]}]}
     sessions = session_factory(store_url)
     with sessions.begin() as session:
@@ -436,7 +437,7 @@ def test_add_list_and_remove_on_both_stores_and_refuse_removing_a_used_model(sto
     refused = run_cli("models", "remove", "used", env=env)
     assert refused.returncode == 1
     assert f"model 'used' is used by campaign(s) {campaign_id}" in refused.stderr
-    assert run_cli("models", "list", env=env).stdout.count("used") == 5
+    assert run_cli("models", "list", env=env).stdout.count("used") == 6
 
 
 SCENARIOS = [

@@ -554,7 +554,7 @@ def test_a_fixed_batch_and_a_runtime_that_refused_the_model_are_skips_with_reaso
     assert reasons[("vad", "openvino", "fp32", 1)] == (
         "openvino cannot run vad: OpenVINO could not convert it"
     )
-    assert reasons[("vad", "openvino", "int8", 4)] == "openvino cannot run vad: no QDQ here"
+    assert reasons[("vad", "openvino", "int8", 4)] == "openvino cannot run vad int8: no QDQ here"
 
 
 def test_an_input_shape_sweep_is_a_configuration_axis_checked_against_the_open_axes():
@@ -592,3 +592,25 @@ def test_a_sweep_spec_is_validated():
         spec(models=[{"name": "det", "shapes": {"x": []}}])
     two = spec(models=[{"name": "m", "shapes": {"a": [[1, 2], [1, 3]], "b": [[4], [5]]}}])
     assert len(two.model_choices()[0].shape_sets()) == 4
+
+
+def test_a_runtime_without_a_file_says_why_the_file_was_not_made_and_a_converted_batch_why():
+    devices = [DeviceInfo("pc", "x86_64-cpu", ("lab",), {"litert": ["CPU"]})]
+    why = "no TFLite variant: onnx2tf could not convert it (at ONNX node Add_4: ValueError: x)"
+    converted = "onnx2tf converted it at the registered shapes, batch 1: it needs them static"
+    artifacts = [
+        ArtifactInfo(1, "bert", "onnx", "fp32", refused_by=(("litert", why),)),
+        ArtifactInfo(2, "det", "onnx", "fp32", refused_by=(("litert:int8", "float inputs only"),)),
+        ArtifactInfo(3, "det", "tflite", "fp32", fixed_batch=(1, 3, 32, 32), fixed_by=converted),
+    ]
+    planned = expand(
+        spec(models=["bert", "det"], runtimes=["litert"], precisions=["fp32", "int8"],
+             batch_sizes=[1, 2]),
+        devices,
+        artifacts,
+    )  # fmt: skip
+    assert {(t.model, t.precision, t.batch_size) for t in planned.trials} == {("det", "fp32", 1)}
+    reasons = {(s["model"], s["precision"], s["batch_size"]): s["reason"] for s in planned.skipped}
+    assert reasons[("bert", "fp32", 1)] == f"litert cannot run bert: {why}"
+    assert reasons[("det", "int8", 1)] == "litert cannot run det int8: float inputs only"
+    assert reasons[("det", "fp32", 2)].endswith(f"batch_size 2 cannot run ({converted})")
