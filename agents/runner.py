@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, List, Optional
 from agents import artifact_fetch, runtimes
 from agents.contract import ArtifactRef, TrialSpec, statistics
 from agents.hardware import conditions
-from agents.measurement import energy, feeds, fidelity, scenarios, timing
+from agents.measurement import energy, feeds, fidelity, loadgen, scenarios, timing
 from agents.settings import AgentSettings
 
 
@@ -254,14 +254,17 @@ def measure(
     marks: Dict[str, Any] = {"measure_start_unix": time.time()}
     if meter is not None:
         meter.start()
-    outcome = scenarios.run(
-        spec.scenario,
-        run_once,
-        rule,
-        spec.scenario_params,
-        probe_temperature=lambda: conditions_now(root)["hottest_c"],
-        timeline=timing.Timeline(lambda: conditions_now(root)),
-    )
+    try:
+        outcome = scenarios.run(
+            spec.scenario,
+            run_once,
+            rule,
+            spec.scenario_params,
+            probe_temperature=lambda: conditions_now(root)["hottest_c"],
+            timeline=timing.Timeline(lambda: conditions_now(root)),
+        )
+    except loadgen.LoadGenUnavailable as exc:  # an mlperf scenario on a device without it
+        raise TrialError(str(exc)) from None
     window_j = meter.stop() if meter is not None else None
     window_s = (meter.window_s if meter is not None else None) or outcome.measured_s
     marks["measure_end_unix"] = time.time()

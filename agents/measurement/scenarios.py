@@ -12,6 +12,12 @@ latency samples (ns) plus a scenario-specific report.
   still started each query (its own lateness, not the device's).
 * soak: back to back for a fixed time, reported per time bucket to show drift. Every query
   is counted (throughput, energy per inference); a bounded reservoir of them is kept.
+* multi_stream: a query of `samples_per_query` samples starts every `interval_s` (a camera
+  frame of several streams); its latency counts from its scheduled start, a query longer
+  than the interval is a deadline miss, and slots that pass while the device is busy are
+  skipped (a frame dropped) and counted.
+* mlperf_single_stream, mlperf_multi_stream, mlperf_offline, mlperf_server: MLPerf LoadGen
+  issues the queries (agents/measurement/loadgen.py) and its summary is kept.
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ from typing import Any, Callable, Dict, List, Optional
 from agents.contract import statistics
 from agents.measurement.timing import StoppingRule, Timeline, time_runs
 
-KINDS = ("single_stream", "offline", "paced", "poisson", "soak")
+MLPERF_KINDS = ("mlperf_single_stream", "mlperf_multi_stream", "mlperf_offline", "mlperf_server")
+KINDS = ("single_stream", "offline", "paced", "poisson", "soak", "multi_stream", *MLPERF_KINDS)
+SAMPLES_PER_QUERY = 8  # MLPerf's MultiStream default
 WARM_BURST = 50
 SOAK_BUCKETS = 10
 
@@ -71,6 +79,14 @@ def run(
         outcome = _poisson(run_once, rule, float(params["rate"]), seed, sleep, timeline)
     elif kind == "soak":
         outcome = _soak(run_once, rule, float(params["minutes"]) * 60.0, probe_temperature)
+    elif kind == "multi_stream":
+        per_query = int(params.get("samples_per_query", SAMPLES_PER_QUERY))
+        outcome = _multi_stream(run_once, rule, float(params["interval_s"]), per_query, sleep)
+    elif kind in MLPERF_KINDS:
+        from agents.measurement import loadgen
+
+        samples, queries, report = loadgen.run(kind, run_once, rule, params)
+        outcome = ScenarioOutcome(samples, report, queries=queries)
     else:
         raise ValueError(f"unknown scenario {kind!r} (known: {', '.join(KINDS)})")
     outcome.measured_s = time.perf_counter() - started
@@ -176,6 +192,43 @@ def _poisson(
             "queued_share": queued / len(latencies),
             "seed": seed,
         },
+    )
+
+
+def _multi_stream(
+    run_once, rule: StoppingRule, interval_s: float, per_query: int, sleep
+) -> ScenarioOutcome:  # noqa: ANN001
+    clock = time.perf_counter_ns
+    interval_ns = int(interval_s * 1e9)
+    latencies: List[int] = []
+    misses = skipped = 0
+    start = clock()
+    slot = start
+    while True:
+        wait_until(slot, sleep)
+        for _ in range(per_query):
+            run_once()
+        done = clock()
+        latencies.append(done - slot)
+        if done - slot > interval_ns:
+            misses += 1
+        slot += interval_ns
+        if slot < done:  # the slots that passed while busy: frames dropped
+            passed = (done - slot) // interval_ns + 1
+            skipped += passed
+            slot += passed * interval_ns
+        if rule.done(len(latencies), (done - start) / 1e9):
+            break
+    return ScenarioOutcome(
+        latencies,
+        {
+            "interval_s": interval_s,
+            "samples_per_query": per_query,
+            "deadline_misses": misses,
+            "miss_rate": misses / len(latencies),
+            "skipped_slots": skipped,
+        },
+        queries=len(latencies) * per_query,
     )
 
 

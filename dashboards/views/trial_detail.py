@@ -169,6 +169,17 @@ if parts:
     st.altair_chart(charts.cold_start(pd.DataFrame(parts)), width="stretch")
     st.caption(f"Total of the measured parts: {sum(p['ms'] for p in parts):.4g} ms.")
 
+summary = report.get("loadgen")
+if summary:  # an mlperf_* trial: LoadGen's own verdict and figures, beside edgebench's
+    st.markdown(f"#### MLPerf LoadGen ({report.get('loadgen_scenario', '')})")
+    st.write(
+        f"LoadGen says **{summary.get('Result is', 'no result')}**"
+        f" (early stopping satisfied: {summary.get('Early stopping satisfied', 'not reported')})"
+    )
+    figures = ("latency", "estimate", "per second", "QPS")
+    shown = {k: v for k, v in summary.items() if any(word in k for word in figures)}
+    st.dataframe(pd.DataFrame({"figure": list(shown), "value": list(shown.values())}))
+
 if report:
     with st.expander("Scenario report"):
         st.json(report)

@@ -66,28 +66,66 @@ class RuntimeChoice(_Strict):
     options: RuntimeOptions = RuntimeOptions()
 
 
-class Scenario(_Strict):
-    """A load pattern; each kind takes its own parameter (and only that one)."""
+# Each kind's parameters: (required, optional). `seed` (poisson) always has a value.
+SCENARIO_PARAMETERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "single_stream": ((), ()),
+    "offline": ((), ()),
+    "paced": (("gap_s",), ()),
+    "poisson": (("rate",), ()),
+    "soak": (("minutes",), ()),
+    "multi_stream": (("interval_s",), ("samples_per_query",)),
+    # MLPerf LoadGen drives these (edgebench[mlperf] on the device); rate: Server's QPS
+    "mlperf_single_stream": ((), ()),
+    "mlperf_multi_stream": ((), ("samples_per_query",)),
+    "mlperf_offline": ((), ()),
+    "mlperf_server": (("rate",), ()),
+}
 
-    kind: Literal["single_stream", "offline", "paced", "poisson", "soak"] = "single_stream"
+
+class Scenario(_Strict):
+    """A load pattern; each kind takes its own parameters (and only those)."""
+
+    kind: Literal[
+        "single_stream",
+        "offline",
+        "paced",
+        "poisson",
+        "soak",
+        "multi_stream",
+        "mlperf_single_stream",
+        "mlperf_multi_stream",
+        "mlperf_offline",
+        "mlperf_server",
+    ] = "single_stream"
     gap_s: float | None = Field(None, gt=0, le=3600)
     rate: float | None = Field(None, gt=0, le=1_000_000)
     minutes: float | None = Field(None, gt=0, le=24 * 60)
+    interval_s: float | None = Field(None, gt=0, le=3600)
+    samples_per_query: int | None = Field(None, ge=1, le=1024)
     seed: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _parameters_fit_the_kind(self) -> Scenario:
-        needs = {"paced": "gap_s", "poisson": "rate", "soak": "minutes"}
-        wanted = needs.get(self.kind)
-        if wanted and getattr(self, wanted) is None:
-            raise ValueError(f"scenario {self.kind} needs {wanted}")
-        for kind, parameter in needs.items():
-            if kind != self.kind and getattr(self, parameter) is not None:
-                raise ValueError(f"{parameter} applies to scenario {kind}, not {self.kind}")
+        required, optional = SCENARIO_PARAMETERS[self.kind]
+        for parameter in required:
+            if getattr(self, parameter) is None:
+                raise ValueError(f"scenario {self.kind} needs {parameter}")
+        for parameter in ("gap_s", "rate", "minutes", "interval_s", "samples_per_query"):
+            if getattr(self, parameter) is not None and parameter not in required + optional:
+                takers = [k for k, (r, o) in SCENARIO_PARAMETERS.items() if parameter in r + o]
+                raise ValueError(
+                    f"{parameter} applies to scenario {' or '.join(takers)}, not {self.kind}"
+                )
         return self
 
     def params(self) -> dict[str, float]:
-        values = {"gap_s": self.gap_s, "rate": self.rate, "minutes": self.minutes}
+        values = {
+            "gap_s": self.gap_s,
+            "rate": self.rate,
+            "minutes": self.minutes,
+            "interval_s": self.interval_s,
+            "samples_per_query": self.samples_per_query,
+        }
         chosen = {k: v for k, v in values.items() if v is not None}
         if self.kind == "poisson":
             chosen["seed"] = self.seed

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from orchestrator.campaigns.spec import (
     CampaignSpec,
@@ -188,7 +190,10 @@ def test_every_scenario_kind_with_its_parameter(scenario, params):
         ("{kind: poisson}", "scenario poisson needs rate"),
         ("{kind: soak}", "scenario soak needs minutes"),
         ("{kind: single_stream, gap_s: 1}", "gap_s applies to scenario paced, not single_stream"),
-        ("{kind: paced, gap_s: 1, rate: 3}", "rate applies to scenario poisson, not paced"),
+        (
+            "{kind: paced, gap_s: 1, rate: 3}",
+            "rate applies to scenario poisson or mlperf_server, not paced",
+        ),
         ("{kind: paced, gap_s: 0}", "scenario.gap_s"),
     ],
 )
@@ -253,3 +258,32 @@ def test_invalid_yaml_is_rejected():
 
 def test_spec_error_is_a_value_error():
     assert issubclass(SpecError, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("scenario", "message"),
+    [
+        ("{kind: multi_stream}", "scenario multi_stream needs interval_s"),
+        ("{kind: mlperf_server}", "scenario mlperf_server needs rate"),
+        (
+            "{kind: single_stream, samples_per_query: 4}",
+            "samples_per_query applies to scenario multi_stream or mlperf_multi_stream, not "
+            "single_stream",
+        ),
+    ],
+)
+def test_multi_stream_and_mlperf_scenarios_take_their_own_parameters(scenario, message):
+    with pytest.raises(SpecError, match=re.escape(message)):
+        parse_spec(
+            yaml.safe_load(f"name: t\ndevices: {{tags: [a]}}\nmodels: [m]\nscenario: {scenario}")
+        )
+
+
+def test_an_mlperf_multi_stream_scenario_sends_its_samples_per_query():
+    spec = parse_spec(
+        yaml.safe_load(
+            "name: t\ndevices: {tags: [a]}\nmodels: [m]\n"
+            "scenario: {kind: mlperf_multi_stream, samples_per_query: 4}"
+        )
+    )
+    assert spec.scenario.params() == {"samples_per_query": 4}

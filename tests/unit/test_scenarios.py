@@ -124,3 +124,23 @@ def test_soak_reports_ten_buckets_and_keeps_a_bounded_sample():
 def test_unknown_scenario_is_an_error():
     with pytest.raises(ValueError, match="unknown scenario"):
         scenarios.run("burst", lambda: None, StoppingRule(0, 1, 0, 1, 1))
+
+
+def test_multi_stream_counts_deadline_misses_and_dropped_slots():
+    from tests.unit.test_scenario_figures import spin
+
+    rule = StoppingRule(warmup_s=0, min_queries=10, min_s=0, max_s=10, max_queries=1000)
+    # 4 samples of 1 ms in a 2 ms interval: every query overruns, and slots are dropped.
+    late = scenarios.run(
+        "multi_stream", spin(1), rule, {"interval_s": 0.002, "samples_per_query": 4}
+    )
+    assert late.queries == 4 * len(late.samples_ns) == 40
+    assert late.report["deadline_misses"] == 10 and late.report["miss_rate"] == 1.0
+    assert late.report["skipped_slots"] >= 10
+    assert min(late.samples_ns) >= 4_000_000  # latency from the scheduled start
+    # 2 samples of 0.1 ms in a 50 ms interval: none missed, the run paced by the interval.
+    paced = scenarios.run(
+        "multi_stream", spin(0.1), rule, {"interval_s": 0.05, "samples_per_query": 2}
+    )
+    assert paced.report["deadline_misses"] == 0 and paced.report["skipped_slots"] == 0
+    assert paced.measured_s >= 9 * 0.05
