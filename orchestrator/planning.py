@@ -28,6 +28,11 @@ def device_infos(session: Session) -> list[DeviceInfo]:
                 runtimes=runtimes,
                 precisions=precisions,
                 online=repository.is_online(device, now, offline_after),
+                has_loadgen=(
+                    bool((device.facts or {})["loadgen"])
+                    if "loadgen" in (device.facts or {})
+                    else None
+                ),
             )
         )
     return infos

@@ -74,6 +74,17 @@ def device_class(arch: str, board: Optional[str]) -> str:
     return f"{arch}-cpu"
 
 
+def loadgen_version() -> Optional[str]:
+    """MLPerf LoadGen's version where it is installed (the mlperf_* scenarios), found
+    without importing it; None where it is not."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("mlcommons-loadgen")
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def probe(root: Path = Path("/")) -> Dict[str, Any]:
     """All host facts. Values that cannot be read are None, never guessed."""
     from agents.hardware import accelerators, boards, cpu_features
@@ -95,6 +106,7 @@ def probe(root: Path = Path("/")) -> Dict[str, Any]:
         "accelerators": accelerators.detect_accelerators(root),
         "cpu_features": features.get("features"),
         "python": platform.python_version(),
+        "loadgen": loadgen_version(),
     }
     known_class = board_info.get("device_class") if board_info else None
     facts["device_class"] = known_class or device_class(arch or "unknown", board)

@@ -40,6 +40,8 @@ class DeviceInfo:
     # runtime -> device -> precisions it runs; empty when the agent did not say
     precisions: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     online: bool = True
+    # MLPerf LoadGen on the device (the mlperf_* scenarios); None: its agent did not say
+    has_loadgen: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,15 @@ def shape_reason(
     return None
 
 
+def scenario_reason(device: DeviceInfo, kind: str) -> str | None:
+    """Why the device cannot run the scenario (LoadGen missing for an mlperf_* one), or None."""
+    if kind.startswith("mlperf_") and device.has_loadgen is False:
+        return (
+            f"{kind} needs MLPerf LoadGen on {device.name}: pip install 'edgebench[mlperf]' there"
+        )
+    return None
+
+
 def expand(spec: CampaignSpec, devices: list[DeviceInfo], artifacts: list[ArtifactInfo]) -> Plan:
     chosen = select_devices(spec, devices)
     if not chosen:
@@ -277,7 +288,8 @@ def expand(spec: CampaignSpec, devices: list[DeviceInfo], artifacts: list[Artifa
             reason, artifact = why_not(
                 d, model_name, size_reason, runtime, precision, by_key, batch
             )
-            verdicts.append((d, reason or shape_reason(model_name, artifact, shapes), artifact))
+            reason = reason or shape_reason(model_name, artifact, shapes)
+            verdicts.append((d, reason or scenario_reason(d, spec.scenario.kind), artifact))
         able = [(d, artifact) for d, reason, artifact in verdicts if reason is None]
         if not able:
             if spread:

@@ -614,3 +614,17 @@ def test_a_runtime_without_a_file_says_why_the_file_was_not_made_and_a_converted
     assert reasons[("bert", "fp32", 1)] == f"litert cannot run bert: {why}"
     assert reasons[("det", "int8", 1)] == "litert cannot run det int8: float inputs only"
     assert reasons[("det", "fp32", 2)].endswith(f"batch_size 2 cannot run ({converted})")
+
+
+def test_an_mlperf_scenario_skips_a_device_whose_agent_reports_no_loadgen():
+    devices = [
+        DeviceInfo("with", "x86_64-cpu", ("lab",), {"onnxruntime": ["CPU"]}, has_loadgen=True),
+        DeviceInfo("without", "x86_64-cpu", ("lab",), {"onnxruntime": ["CPU"]}, has_loadgen=False),
+        DeviceInfo("older", "x86_64-cpu", ("lab",), {"onnxruntime": ["CPU"]}),  # did not say
+    ]
+    artifacts = [ArtifactInfo(1, "mlp_digits", "onnx", "fp32")]
+    planned = expand(spec(scenario={"kind": "mlperf_offline"}), devices, artifacts)
+    assert sorted(t.device for t in planned.trials) == ["older", "with"]
+    assert planned.skipped[0]["reason"] == (
+        "mlperf_offline needs MLPerf LoadGen on without: pip install 'edgebench[mlperf]' there"
+    )
