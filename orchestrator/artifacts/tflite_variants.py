@@ -32,6 +32,10 @@ FILES = {
 }
 JOB = Path(__file__).with_name("onnx2tf_job.py")
 TIMEOUT_S = 1200
+# The fp32 file is another model below REJECT_COSINE (a wrong conversion: magika's gives
+# 0.116); below AGREEMENT_COSINE it is kept with a note (ppocr_det at 64 x 64: 0.998, where
+# the resize ops round differently), and every trial's fidelity shows it.
+REJECT_COSINE = 0.99
 AGREEMENT_COSINE = 0.999
 SEEDED_WARNING = (
     "TFLite int8 calibrated on seeded normal values, not real data: its latency is real, its "
@@ -253,12 +257,17 @@ def tflite_variants(
             why = f"no TFLite variant: {exc}"
             return [], [why], {"litert": why}
     worst = min(entry["cosine"] for entry in mapping["outputs"])
-    if worst < AGREEMENT_COSINE:
+    if worst < REJECT_COSINE:
         why = (
             f"no TFLite variant: onnx2tf's fp32 file disagrees with the ONNX model "
-            f"(output cosine {worst:.4f} on the same values, below {AGREEMENT_COSINE})"
+            f"(output cosine {worst:.4f} on the same values, below {REJECT_COSINE})"
         )
         return [], [why], {"litert": why}
+    if worst < AGREEMENT_COSINE:
+        notes.append(
+            f"onnx2tf's fp32 TFLite agrees with the ONNX model only to cosine {worst:.4f} on "
+            "the same values: its trials' fidelity will show it"
+        )
     derived = [("tflite", "fp32", conversion["files"]["fp32"], _recipe(conversion, mapping))]
     for precision in ("fp16", "int8", "int8_dynamic"):
         file = conversion["files"].get(precision)
