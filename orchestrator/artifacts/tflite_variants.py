@@ -145,6 +145,15 @@ def run_onnx2tf(
     return {"version": result.get("version"), "files": files}
 
 
+def _reason(exc: Exception) -> str:
+    """What went wrong, for a note: our own reason as it is, anything else with its type
+    (a converted file that LiteRT cannot allocate or run on the ONNX model's values)."""
+    if isinstance(exc, ConversionFailed):
+        return str(exc)
+    last = (str(exc).strip().splitlines() or [""])[-1][:300]
+    return f"the converted file does not run like the ONNX model ({type(exc).__name__}: {last})"
+
+
 def _plain(name: str) -> str:
     return SERVING_NAME.match(name).group(2)
 
@@ -152,6 +161,10 @@ def _plain(name: str) -> str:
 def _input_names(details: list[dict], onnx_names: list[str]) -> dict[str, str]:
     """{ONNX input: TFLite input}: by name (onnx2tf's int8 files say serving_default_x:0),
     else by position."""
+    if len(details) != len(onnx_names):  # e.g. a scalar input folded into a constant
+        raise ConversionFailed(
+            f"the TFLite file has {len(details)} inputs, the ONNX model {len(onnx_names)}"
+        )
     found = {}
     for position, name in enumerate(onnx_names):
         same = [d["name"] for d in details if _plain(d["name"]) in (name, name.replace(".", "_"))]
@@ -253,8 +266,8 @@ def tflite_variants(
             model, keep = static_model(data, inputs)
             conversion = run_onnx2tf(python, model, keep, calibration, Path(folder))
             mapping = io_map(conversion["files"]["fp32"], data, feed)
-        except ConversionFailed as exc:
-            why = f"no TFLite variant: {exc}"
+        except Exception as exc:  # onnx2tf's failure, or its file failing beside the ONNX
+            why = f"no TFLite variant: {_reason(exc)}"
             return [], [why], {"litert": why}
     worst = min(entry["cosine"] for entry in mapping["outputs"])
     if worst < REJECT_COSINE:
@@ -277,8 +290,8 @@ def tflite_variants(
             continue
         try:
             recipe = _recipe(conversion, io_map(file, data, feed))
-        except ConversionFailed as exc:
-            notes.append(f"no TFLite {precision} variant: {exc}")
+        except Exception as exc:  # this file fails beside the ONNX model: say so, go on
+            notes.append(f"no TFLite {precision} variant: {_reason(exc)}")
             continue
         if precision == "int8":
             recipe["calibration"] = calibrated_on

@@ -143,3 +143,18 @@ def test_a_variants_sample_is_renamed_only_where_its_names_differ():
         5,
     )
     assert variant_data.renamed_inputs(INPUTS, {"inputs": {"x": "in"}})[0]["name"] == "in"
+
+
+def test_a_tflite_file_with_another_number_of_inputs_is_a_reason_not_a_traceback():
+    details = [{"name": "serving_default_input:0"}, {"name": "serving_default_state:0"}]
+    with pytest.raises(tflite_variants.ConversionFailed, match="2 inputs, the ONNX model 3"):
+        tflite_variants._input_names(details, ["input", "state", "sr"])
+    assert tflite_variants._input_names(details, ["input", "state"]) == {
+        "input": "serving_default_input:0",
+        "state": "serving_default_state:0",
+    }
+    reason = tflite_variants._reason(ValueError("Cannot set tensor: Got value of type INT64"))
+    assert reason == (
+        "the converted file does not run like the ONNX model "
+        "(ValueError: Cannot set tensor: Got value of type INT64)"
+    )
