@@ -30,6 +30,7 @@ SCENARIOS = {
     "mlperf_offline": "Offline",
     "mlperf_server": "Server",
 }
+SAMPLES_PER_QUERY = 8  # MLPerf's MultiStream default (the native multi_stream's too)
 SAMPLES_IN_LIBRARY = 64  # LoadGen's sample library; each sample is the one bound input
 PROBE_QUERIES = 20  # timed before LoadGen starts, for the expected latency or QPS it asks
 MISSING = "the mlperf scenarios need MLPerf LoadGen: pip install 'edgebench[mlperf]'"
@@ -57,7 +58,7 @@ def settings_for(lg: Any, kind: str, rule: StoppingRule, params: Dict[str, float
     settings.max_query_count = rule.max_queries
     settings.min_duration_ms = int(rule.min_s * 1000)
     settings.max_duration_ms = int(rule.max_s * 1000)
-    per_query = int(params.get("samples_per_query", 8))
+    per_query = int(params.get("samples_per_query", SAMPLES_PER_QUERY))
     settings.single_stream_expected_latency_ns = probe_ns
     settings.multi_stream_expected_latency_ns = probe_ns * per_query
     settings.multi_stream_samples_per_query = per_query
@@ -148,7 +149,7 @@ def run(
     report = {
         "loadgen_scenario": SCENARIOS[kind],
         "expected_latency_ms": probe / 1e6,
-        "samples_per_query": int(params.get("samples_per_query", 8))
+        "samples_per_query": int(params.get("samples_per_query", SAMPLES_PER_QUERY))
         if kind == "mlperf_multi_stream"
         else 1,
         "loadgen": summary,

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
 from agents.contract import statistics
+from agents.measurement import loadgen
 from agents.measurement.timing import StoppingRule, Timeline, time_runs
 
-MLPERF_KINDS = ("mlperf_single_stream", "mlperf_multi_stream", "mlperf_offline", "mlperf_server")
+MLPERF_KINDS = tuple(loadgen.SCENARIOS)
 KINDS = ("single_stream", "offline", "paced", "poisson", "soak", "multi_stream", *MLPERF_KINDS)
-SAMPLES_PER_QUERY = 8  # MLPerf's MultiStream default
 WARM_BURST = 50
 SOAK_BUCKETS = 10
 
@@ -80,11 +80,9 @@ def run(
     elif kind == "soak":
         outcome = _soak(run_once, rule, float(params["minutes"]) * 60.0, probe_temperature)
     elif kind == "multi_stream":
-        per_query = int(params.get("samples_per_query", SAMPLES_PER_QUERY))
+        per_query = int(params.get("samples_per_query", loadgen.SAMPLES_PER_QUERY))
         outcome = _multi_stream(run_once, rule, float(params["interval_s"]), per_query, sleep)
     elif kind in MLPERF_KINDS:
-        from agents.measurement import loadgen
-
         samples, queries, report = loadgen.run(kind, run_once, rule, params)
         outcome = ScenarioOutcome(samples, report, queries=queries)
     else:

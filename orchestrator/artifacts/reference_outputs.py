@@ -76,7 +76,7 @@ def seeded_inputs(
     return values
 
 
-def _npz(**arrays: np.ndarray) -> bytes:
+def npz_bytes(**arrays: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     return buffer.getvalue()
@@ -98,9 +98,9 @@ def reference_file(
         node = inputs[0]
         rows = values[node["name"]].astype(node["dtype"])
         outputs = np.concatenate([run({node["name"]: row[np.newaxis]})[0] for row in rows])
-        return _npz(inputs=rows, outputs=outputs.astype(np.float32)), None
+        return npz_bytes(inputs=rows, outputs=outputs.astype(np.float32)), None
     feed = {node["name"]: values[node["name"]].astype(node["dtype"]) for node in inputs}
     outputs = run(feed)
     arrays = {f"{INPUT_KEY}{name}": value for name, value in feed.items()}
     arrays.update({f"{OUTPUT_KEY}{i}": np.asarray(out) for i, out in enumerate(outputs)})
-    return _npz(**arrays), None
+    return npz_bytes(**arrays), None

@@ -74,15 +74,10 @@ def static_model(data: bytes, inputs: list[dict[str, Any]]) -> tuple[bytes, list
     return onnx.shape_inference.infer_shapes(model).SerializeToString(), keep
 
 
-def first_rows(inputs: list[dict[str, Any]], sample: dict[str, np.ndarray] | None) -> dict | None:
-    """Values of one query at batch 1: the sample's first row, else seeded values; None where
-    integer inputs have no sample."""
-    calibration = user_variants.calibration_feeds(inputs, sample)
-    return calibration[0][0] if calibration else None
-
-
 def calibration_arrays(
-    inputs: list[dict[str, Any]], sample: dict[str, np.ndarray] | None, folder: Path
+    inputs: list[dict[str, Any]],
+    calibration: tuple[list[dict[str, np.ndarray]], bool],
+    folder: Path,
 ) -> tuple[list[list[Any]] | None, str]:
     """([[input, .npy path, mean, std], ...] for onnx2tf's int8 calibration, what it was
     calibrated on), or (None, why there is no int8 variant)."""
@@ -91,9 +86,6 @@ def calibration_arrays(
             "no TFLite int8 or int8_dynamic variant: onnx2tf writes them only with "
             "calibration data, which it takes for float inputs batched on their first axis"
         )
-    calibration = user_variants.calibration_feeds(inputs, sample)
-    if calibration is None:
-        return None, "no TFLite int8 or int8_dynamic variant: nothing to calibrate on"
     feeds, seeded = calibration
     arrays = []
     for node in inputs:
@@ -211,9 +203,10 @@ def _output_map(tflite_out: list[np.ndarray], onnx_out: list[np.ndarray]) -> lis
     return mapped
 
 
-def io_map(tflite: bytes, onnx_data: bytes, feed: dict[str, np.ndarray]) -> dict[str, Any]:
+def io_map(tflite: bytes, feed: dict[str, np.ndarray], want: list[np.ndarray]) -> dict[str, Any]:
     """How the TFLite file's inputs and outputs correspond to the ONNX model's, found by
-    running both on ``feed`` (one query, batch 1)."""
+    running the file on ``feed`` (one query, batch 1) beside ``want``, the ONNX model's
+    outputs for it."""
     interpreter = validation.tflite_interpreter(tflite)
     details = interpreter.get_input_details()
     names = _input_names(details, list(feed))
@@ -227,7 +220,6 @@ def io_map(tflite: bytes, onnx_data: bytes, feed: dict[str, np.ndarray]) -> dict
         interpreter.set_tensor(detail["index"], feed[onnx_name].astype(detail["dtype"]))
     interpreter.invoke()
     got = [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
-    want = reference_outputs.fp32_runner("onnx", onnx_data)(feed)
     return {"inputs": names, "outputs": _output_map(got, want)}
 
 
@@ -250,22 +242,23 @@ def tflite_variants(
     if python is None:
         why = f"no TFLite variant: {onnx2tf_env.missing_reason()}"
         return [], [why], {"litert": why}
-    feed = first_rows(inputs, sample)
-    if feed is None:
+    calibration = user_variants.calibration_feeds(inputs, sample)  # one query per row
+    if calibration is None:
         why = "no TFLite variant: integer inputs need --sample-input to check the conversion"
         return [], [why], {"litert": why}
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="edgebench-onnx2tf-") as folder:
-        calibration, calibrated_on = calibration_arrays(inputs, sample, Path(folder))
+        feed = calibration[0][0]
+        arrays, calibrated_on = calibration_arrays(inputs, calibration, Path(folder))
         refused = {}
-        if calibration is None:  # onnx2tf writes its int8 files only with calibration data
+        if arrays is None:  # onnx2tf writes its int8 files only with calibration data
             refused = {"litert:int8": calibrated_on, "litert:int8_dynamic": calibrated_on}
-        if calibration is None:
             notes.append(calibrated_on)
         try:
             model, keep = static_model(data, inputs)
-            conversion = run_onnx2tf(python, model, keep, calibration, Path(folder))
-            mapping = io_map(conversion["files"]["fp32"], data, feed)
+            conversion = run_onnx2tf(python, model, keep, arrays, Path(folder))
+            want = reference_outputs.fp32_runner("onnx", data)(feed)  # once, for every file
+            mapping = io_map(conversion["files"]["fp32"], feed, want)
         except Exception as exc:  # onnx2tf's failure, or its file failing beside the ONNX
             why = f"no TFLite variant: {_reason(exc)}"
             return [], [why], {"litert": why}
@@ -285,11 +278,11 @@ def tflite_variants(
     for precision in ("fp16", "int8", "int8_dynamic"):
         file = conversion["files"].get(precision)
         if file is None:
-            if precision == "int8" and calibration is not None:
+            if precision == "int8" and arrays is not None:
                 notes.append("no TFLite int8 variant: onnx2tf wrote none (see the log)")
             continue
         try:
-            recipe = _recipe(conversion, io_map(file, data, feed))
+            recipe = _recipe(conversion, io_map(file, feed, want))
         except Exception as exc:  # this file fails beside the ONNX model: say so, go on
             notes.append(f"no TFLite {precision} variant: {_reason(exc)}")
             continue

@@ -313,20 +313,9 @@ def register(
         stored.append((fmt, precision, size))
     data_files: dict[str, Any] = {}
     if candidate.reference is not None:
-        digest, path = content_store.put(artifact_dir, candidate.reference, ".npz")
-        data_files["reference"] = {
-            "sha256": digest,
-            "size": len(candidate.reference),
-            "path": str(path.resolve()),
-        }
+        data_files["reference"] = _stored(artifact_dir, candidate.reference)
     if sample_path is not None:
-        raw = sample_path.read_bytes()
-        digest, path = content_store.put(artifact_dir, raw, ".npz")
-        data_files["sample_input"] = {
-            "sha256": digest,
-            "size": len(raw),
-            "path": str(path.resolve()),
-        }
+        data_files["sample_input"] = _stored(artifact_dir, sample_path.read_bytes())
     repository.upsert_card(
         session,
         {

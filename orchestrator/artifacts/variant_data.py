@@ -15,12 +15,6 @@ from orchestrator.artifacts import reference_outputs
 from orchestrator.artifacts.reference_outputs import INPUT_KEY, OUTPUT_KEY
 
 
-def _npz(arrays: dict[str, np.ndarray]) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return buffer.getvalue()
-
-
 def _moved(value: np.ndarray, entry: dict[str, Any]) -> np.ndarray:
     return value if entry["transpose"] is None else np.transpose(value, entry["transpose"])
 
@@ -45,7 +39,9 @@ def sample_for(sample: bytes, io_map: dict[str, Any]) -> bytes | None:
     if all(onnx == variant for onnx, variant in names.items()):
         return None
     with np.load(io.BytesIO(sample)) as arrays:
-        return _npz({names.get(key, key): arrays[key] for key in arrays.files})
+        return reference_outputs.npz_bytes(
+            **{names.get(key, key): arrays[key] for key in arrays.files}
+        )
 
 
 def reference_for(
@@ -60,7 +56,7 @@ def reference_for(
     outputs = io_map["outputs"]
     if "inputs" in arrays and outputs[0]["from"] == 0:
         arrays["outputs"] = _moved(arrays["outputs"], outputs[0])
-        return _npz(arrays)
+        return reference_outputs.npz_bytes(**arrays)
     feed = {}
     for node in inputs:
         value = arrays["inputs"] if "inputs" in arrays else arrays[INPUT_KEY + node["name"]]
@@ -71,4 +67,4 @@ def reference_for(
     rearranged = {INPUT_KEY + io_map["inputs"][name]: value for name, value in feed.items()}
     for position, entry in enumerate(outputs):
         rearranged[f"{OUTPUT_KEY}{position}"] = _moved(computed[entry["from"]], entry)
-    return _npz(rearranged)
+    return reference_outputs.npz_bytes(**rearranged)
