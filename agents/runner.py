@@ -350,6 +350,8 @@ def run_trial(
         **spec.runtime_options.model_dump(exclude_none=True, exclude={"cache"}),
         # registered shapes, the batch left dynamic: what runtimes that reshape need
         "input_shapes": {node["name"]: node["shape"] for node in registered},
+        # the shapes every timed query has: what runtimes that compile for static shapes use
+        "trial_shapes": shapes,
     }
     cache_dir = None
     if spec.runtime_options.cache:  # an empty cache: the first load fills it, the second reads it
