@@ -16,6 +16,7 @@ Hodges-Lehmann estimate of the ratio B/A with its distribution-free interval. St
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -37,11 +38,19 @@ def median_interval(values: Sequence[float], confidence: float = 0.95) -> Option
     if n < 2:
         return None
     ordered = sorted(values)
-    j = 1
-    while j + 1 <= n // 2 and 1 - 2 * statistics.binomial_cdf(j, n, 0.5) >= confidence:
-        j += 1
-    coverage = 1 - 2 * statistics.binomial_cdf(j - 1, n, 0.5)
+    j, coverage = _interval_rank(n, confidence)
     return {"low": ordered[j - 1], "high": ordered[n - j], "coverage": coverage}
+
+
+@functools.lru_cache(maxsize=4096)
+def _interval_rank(n: int, confidence: float) -> Tuple[int, float]:
+    """median_interval's j and its coverage for n runs: the same for every configuration
+    with n runs (a page of hundreds of configurations asks for a few values of n)."""
+    cdf = statistics.binomial_cdfs(n, 0.5, n // 2)  # cdf[k] = P(Bin(n, 1/2) <= k)
+    j = 1
+    while j + 1 <= n // 2 and 1 - 2 * cdf[j] >= confidence:
+        j += 1
+    return j, 1 - 2 * cdf[j - 1]
 
 
 def _median(values: Sequence[float]) -> float:

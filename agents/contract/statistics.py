@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Dict, Iterator, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 
 def percentile(sorted_values: Sequence[float], p: float) -> float:
@@ -122,6 +122,12 @@ def binomial_cdf(k: int, n: int, p: float) -> float:
     if p >= 1.0:
         return 0.0
     return min(math.fsum(itertools.islice(_binomial_pmfs(n, p), k + 1)), 1.0)
+
+
+def binomial_cdfs(n: int, p: float, k_max: int) -> List[float]:
+    """P(X <= k) for k = 0 .. k_max, X ~ Binomial(n, p), in one walk of the pmf (each
+    binomial_cdf call walks it again: O(n) per rank, O(n^2) for a search over ranks)."""
+    return list(itertools.accumulate(itertools.islice(_binomial_pmfs(n, p), k_max + 1)))
 
 
 def _normal_cdf(z: float) -> float:

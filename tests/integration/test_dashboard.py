@@ -440,15 +440,16 @@ def test_compare_box_plots_from_the_stored_samples(monkeypatch, tmp_path, seeded
     assert "latency p50 (ms)" in table(app).columns
 
 
-def test_compare_groups_keep_scenarios_and_runtime_options_apart_with_runs(sqlite_url):
+def test_compare_groups_keep_scenarios_and_runtime_options_apart_with_runs(store_url):
     """The Compare/Trade-offs groups are configurations: a Poisson run and a threads=1 run
     never pool into the single-stream bar, whose p50 is the median of its 5 runs' p50s,
-    with its interval across runs."""
+    with its interval across runs (on both stores: the grouped query hands the run p50s to
+    Python as text, each database in its own SQL)."""
     from orchestrator.store.queries import dashboard as dq
     from orchestrator.store.session import session_factory
 
-    runs = seed.seed_runs(sqlite_url)
-    with session_factory(sqlite_url).begin() as session:
+    runs = seed.seed_runs(store_url)
+    with session_factory(store_url).begin() as session:
         policy = {"warmup_s": 0, "min_queries": 1, "min_s": 0, "max_s": 1, "runs": 1}
         others = [
             seed._submit(
@@ -468,8 +469,8 @@ def test_compare_groups_keep_scenarios_and_runtime_options_apart_with_runs(sqlit
             )
         ]
     for campaign_id in others:
-        seed._report_every_trial(sqlite_url, campaign_id, seed._plain_measurement)
-    sessions = session_factory(sqlite_url)
+        seed._report_every_trial(store_url, campaign_id, seed._plain_measurement)
+    sessions = session_factory(store_url)
     with sessions() as session:
         [model_id] = [
             v["model_ids"] for v in dq.model_variants(session) if v["name"] == "seed_digits"

@@ -8,6 +8,7 @@ import random
 import pytest
 from scipy import stats
 
+from agents.contract import statistics
 from orchestrator import across_runs
 from orchestrator.across_runs import (
     compare_runs,
@@ -133,3 +134,17 @@ def test_bad_input_is_refused_with_the_reason():
         compare_runs([], [1.0])
     with pytest.raises(ValueError, match="positive"):
         compare_runs([0.0, 1.0, 1.0], [1.0, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("n", [2, 5, 6, 9, 17, 40, 331, 2000])
+def test_median_interval_ranks_match_the_binomial_definition(n):
+    """The one-walk search gives the ranks and coverage the definition gives (each rank's
+    binomial_cdf summed afresh)."""
+    j = 1
+    while j + 1 <= n // 2 and 1 - 2 * statistics.binomial_cdf(j, n, 0.5) >= 0.95:
+        j += 1
+    found = across_runs.median_interval(list(range(n)))
+    assert (found["low"], found["high"]) == (j - 1, n - j)
+    assert found["coverage"] == pytest.approx(
+        1 - 2 * statistics.binomial_cdf(j - 1, n, 0.5), abs=1e-12
+    )
