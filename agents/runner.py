@@ -20,12 +20,13 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from agents import artifact_fetch, runtimes
 from agents.contract import ArtifactRef, TrialSpec, statistics
 from agents.hardware import conditions
 from agents.measurement import energy, feeds, fidelity, loadgen, scenarios, timing
+from agents.runtimes import LoadedModel, RuntimeAdapter
 from agents.settings import AgentSettings
 
 
@@ -69,7 +70,7 @@ def npz_data(ref: Optional[ArtifactRef], device: str, what: str) -> Optional[Dic
 
 
 def measure_fidelity(
-    model: Any, data: Dict[str, Any], batch_size: int, registered: List[Dict[str, Any]]
+    model: LoadedModel, data: Dict[str, Any], batch_size: int, registered: List[Dict[str, Any]]
 ) -> Dict[str, Any]:
     """Run the reference inputs through the loaded model and compare with the fp32 outputs."""
     import numpy as np
@@ -78,7 +79,7 @@ def measure_fidelity(
     if mismatch:
         raise ValueError(mismatch)
     declared = model.inputs()
-    outputs_declared = model.outputs() if hasattr(model, "outputs") else []
+    outputs_declared = model.outputs()
     if fidelity.is_per_input(data):
         outputs = model.run(fidelity.reference_feed(data, declared))
         return fidelity.compare_outputs(outputs, data, outputs_declared)
@@ -172,7 +173,7 @@ def conditions_now(root: Path) -> Dict[str, Any]:
 INTERNAL_SAMPLES = 200
 
 
-def internal_latency(model: Any, feed: Dict[str, Any]) -> Dict[str, Any]:
+def internal_latency(model: LoadedModel, feed: Dict[str, Any]) -> Dict[str, Any]:
     """The runtime's own latency beside the latency of the call, over the same queries.
 
     The difference is what the Python call adds (binding, copies, the GIL): it explains
@@ -194,7 +195,7 @@ def internal_latency(model: Any, feed: Dict[str, Any]) -> Dict[str, Any]:
     }
 
 
-def application_call(model: Any, feed: Dict[str, Any]) -> Dict[str, Any]:
+def application_call(model: LoadedModel, feed: Dict[str, Any]) -> Dict[str, Any]:
     """The latency of the call an application makes (inputs passed, outputs returned as
     arrays) beside the timed operation, over up to 200 queries or 1 s: the difference is
     what binding and copying cost per query in this runtime's Python API."""
@@ -208,14 +209,17 @@ def application_call(model: Any, feed: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def timed_load(
-    runtime: Any, path: Path, spec: TrialSpec, options: Dict[str, Any], shapes: Dict[str, Any]
-) -> tuple:
+    runtime: RuntimeAdapter,
+    path: Path,
+    spec: TrialSpec,
+    options: Dict[str, Any],
+    shapes: Dict[str, Any],
+) -> Tuple[LoadedModel, int]:
     """(loaded model ready for the trial's input shapes, nanoseconds it took)."""
     t0 = time.perf_counter_ns()
     try:
         model = runtime.load(str(path), options)
-        if hasattr(model, "prepare"):  # runtimes with static shapes size them at load
-            model.prepare(shapes)
+        model.prepare(shapes)  # runtimes with static shapes size them at load
     except Exception as exc:  # a runtime's own load error, reported as the trial's reason
         raise TrialError(f"{spec.runtime} could not load {spec.model}: {exc}") from None
     return model, time.perf_counter_ns() - t0
@@ -362,7 +366,7 @@ def run_trial(
     rss_after = current_rss_mb()
     load_cached_ns = None
     if cache_dir is not None:
-        if getattr(model, "runtime_cache", False):
+        if model.runtime_cache:
             model.close()
             model, load_cached_ns = timed_load(runtime, path, spec, options, shapes)
         else:
@@ -385,7 +389,7 @@ def run_trial(
         run_before, run_after = measured.before, measured.after
         env.update(measured.marks)
         env["application_call"] = application_call(model, feed)
-        if hasattr(model, "internal_latency_ms"):
+        if model.internal_latency_ms() is not None:  # the runtime keeps its own clock
             env["runtime_internal"] = internal_latency(model, feed)
         placement = model.placement()
         quality: Dict[str, Any] = {}

@@ -17,6 +17,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
+from agents.runtimes.seam import LoadedModel, RuntimeAdapter
+
 # Interpreter modules, preferred first: tflite-runtime 2.14 breaks with numpy 2.
 MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
 EDGETPU_LIBRARY = "libedgetpu.so.1"
@@ -44,7 +46,7 @@ def is_edgetpu_compiled(model_bytes: bytes) -> bool:
     return EDGETPU_MARKER in model_bytes
 
 
-class LoadedLiteRtModel:
+class LoadedLiteRtModel(LoadedModel):
     def __init__(self, interpreter: Any, requested: str, delegate: Optional[str]) -> None:
         self._interpreter = interpreter
         self._requested = requested
@@ -155,22 +157,13 @@ def delegation(interpreter: Any) -> tuple:
     return len(delegates), fully
 
 
-class LiteRtAdapter:
+class LiteRtAdapter(RuntimeAdapter):
     name = "litert"
-
-    @property
-    def import_name(self) -> str:
-        """The interpreter module this device has, which the runner times as the runtime's
-        import: ai_edge_litert's where it is installed (Python 3.10+), tflite_runtime's on
-        older images (JetPack 5, older Raspberry Pi OS). The interpreter module itself, not
-        the package: ai_edge_litert's __init__ takes 8 ms, its interpreter ~290 ms."""
-        for name in MODULES:
-            if importlib.util.find_spec(name.split(".")[0]) is not None:
-                return name
-        return MODULES[0]
-
-    def available(self) -> bool:
-        return any(importlib.util.find_spec(m.split(".")[0]) is not None for m in MODULES)
+    # The interpreter module this device has, which the runner times as the runtime's
+    # import: ai_edge_litert's where it is installed (Python 3.10+), tflite_runtime's on
+    # older images (JetPack 5, older Raspberry Pi OS). The interpreter module itself, not
+    # the package: ai_edge_litert's __init__ takes 8 ms, its interpreter ~290 ms.
+    import_candidates = MODULES
 
     def version(self) -> Optional[str]:
         if not self.available():

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any, Callable, Dict, List, Optional
+
+from agents.runtimes.seam import LoadedModel, RuntimeAdapter
 
 # Requested device name -> ONNX Runtime execution provider.
 PROVIDERS = {
@@ -21,7 +22,7 @@ GRAPH_OPTIMIZATION = {
 }
 
 
-class LoadedOnnxModel:
+class LoadedOnnxModel(LoadedModel):
     def __init__(self, session: Any, requested_provider: str) -> None:
         self._session = session
         self._requested = requested_provider
@@ -74,12 +75,9 @@ class LoadedOnnxModel:
         self._session = None
 
 
-class OnnxRuntimeAdapter:
+class OnnxRuntimeAdapter(RuntimeAdapter):
     name = "onnxruntime"
-    import_name = "onnxruntime"  # the module whose import time counts as cold start
-
-    def available(self) -> bool:
-        return importlib.util.find_spec("onnxruntime") is not None
+    import_candidates = ("onnxruntime",)
 
     def version(self) -> Optional[str]:
         if not self.available():

@@ -14,6 +14,8 @@ import os
 import tarfile
 from typing import Any, Callable, Dict, List, Optional
 
+from agents.runtimes.seam import LoadedModel, RuntimeAdapter
+
 # AUTO lets OpenVINO choose; whatever it picks is not a fallback.
 VIRTUAL_DEVICES = ("AUTO",)
 # OpenVINO's CPU plugin silently computes in bf16 on CPUs that have it (AVX512-BF16, AMX):
@@ -55,7 +57,7 @@ def _infer_shares(request: Any) -> bool:
         return False
 
 
-class LoadedOpenVinoModel:
+class LoadedOpenVinoModel(LoadedModel):
     def __init__(self, compiled: Any, requested: str, core: Any = None) -> None:
         # Kept alive with the model: once 2022.3's Core is gone, the compiled model answers
         # no property ("Unsupported ExecutableNetwork config key: NUM_STREAMS"), though it
@@ -178,17 +180,15 @@ def _property(compiled: Any, name: str) -> Optional[str]:
         return None
 
 
-class OpenVinoAdapter:
+class OpenVinoAdapter(RuntimeAdapter):
     name = "openvino"
+    import_candidates = ("openvino",)
 
     @property
     def import_name(self) -> str:
         """The module the runner times as the runtime's import: 2022.3's `openvino` is an
         empty namespace package, its runtime loads with `openvino.runtime`."""
         return _api_module_name()
-
-    def available(self) -> bool:
-        return importlib.util.find_spec("openvino") is not None
 
     def version(self) -> Optional[str]:
         if not self.available():

@@ -1,0 +1,120 @@
+"""The runtime seam: what a runtime adapter and the model it loads provide, declared once.
+
+The runner calls only what is declared here. Hooks a runtime may lack have a documented
+default in these base classes, so the runner never probes an adapter with `hasattr`, and
+a new adapter that subclasses them is checked (an abstract method left out is an error
+when it is created, not a surprise in the middle of a trial).
+
+Runtime libraries are imported only inside the adapter, only when used: the agent lists
+every runtime on a device that may have none of them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from abc import ABC, abstractmethod
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+# One input or output as a runtime describes it: name, shape (None where dynamic), dtype.
+Port = Dict[str, Any]
+
+
+class LoadedModel(ABC):
+    """A model loaded by a runtime, ready to be timed."""
+
+    # The options the runtime applied (shown in the trial's placement).
+    applied: Dict[str, Any]
+    # Whether a second load reads a cache the first one filled (OpenVINO's CACHE_DIR, a
+    # compiled TVM module): the runner then times a second, cached load beside the first.
+    runtime_cache: bool = False
+
+    @abstractmethod
+    def inputs(self) -> List[Port]:
+        """The model's inputs as the runtime sees them."""
+
+    @abstractmethod
+    def run(self, feed: Dict[str, Any]) -> List[Any]:
+        """The application's call: inputs passed, outputs returned as host arrays."""
+
+    @abstractmethod
+    def bind(self, feed: Dict[str, Any]) -> Callable[[], Any]:
+        """The operation a trial times, the same work on every runtime: inputs bound once,
+        each call runs the model and leaves its outputs in host memory (as the vendors'
+        benchmark tools time it). The callable has an `outputs()` attribute that reads
+        them (untimed)."""
+
+    @abstractmethod
+    def placement(self) -> Dict[str, Any]:
+        """Where it ran: requested_device, actual_device, fallback (True where part or
+        all of it runs elsewhere than requested), and the runtime's own detail."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the runtime's resources (the runner may load the model again)."""
+
+    # -- optional hooks, with their defaults ---------------------------------------------
+
+    def outputs(self) -> List[Port]:
+        """The model's outputs as the runtime sees them; empty where it does not say
+        (fidelity then compares the outputs in order, without names)."""
+        return []
+
+    def prepare(self, shapes: Dict[str, List[int]]) -> None:
+        """Size the model for the trial's concrete input shapes, for runtimes with static
+        shapes (LiteRT's resize_tensor_input); part of the timed load. Default: nothing."""
+        return None
+
+    def internal_latency_ms(self) -> Optional[float]:
+        """The runtime's own measure of the last inference (what its vendor's tool
+        reports), or None where the runtime keeps no such clock (the default)."""
+        return None
+
+
+class RuntimeAdapter(ABC):
+    """A runtime: what it is, what it offers on this machine, and how it loads a model."""
+
+    name: str
+    # The modules that provide the runtime, in the order tried: the first one installed
+    # is imported (and its import timed as the trial's cold start).
+    import_candidates: Sequence[str] = ()
+
+    @property
+    def import_name(self) -> str:
+        """The module the runner imports (and times) before loading: the first of
+        import_candidates that is installed, else the first one (whose import then fails
+        with the runtime's own message)."""
+        for module in self.import_candidates:
+            if _installed(module):
+                return module
+        return self.import_candidates[0] if self.import_candidates else self.name
+
+    def available(self) -> bool:
+        """Whether the runtime is installed here (found without importing it)."""
+        return any(_installed(module) for module in self.import_candidates)
+
+    @abstractmethod
+    def version(self) -> Optional[str]:
+        """The runtime's version, None where it is not installed."""
+
+    @abstractmethod
+    def devices(self) -> List[str]:
+        """The devices it can run on here (CPU, GPU, an execution provider's device)."""
+
+    @abstractmethod
+    def precisions(self, device: str) -> List[str]:
+        """The precisions it computes in on `device` (fp32, fp16, bf16, int8)."""
+
+    @abstractmethod
+    def load(self, path: str, options: Optional[Dict[str, Any]] = None) -> LoadedModel:
+        """Load the model file for a trial. `options`: device, precision, input_shapes
+        (registered, the batch None), trial_shapes (every query's exact shapes), cache_dir
+        and the runtime options of the trial's spec."""
+
+
+def _installed(module: str) -> bool:
+    """Whether `module`'s package is installed, found without importing anything (a dotted
+    name's find_spec would import its parent package)."""
+    try:
+        return importlib.util.find_spec(module.split(".")[0]) is not None
+    except (ImportError, ValueError):  # a broken install
+        return False
