@@ -20,6 +20,7 @@ def device_infos(session: Session) -> list[DeviceInfo]:
         found = (device.facts or {}).get("runtimes", [])
         runtimes = {r["name"]: list(r.get("devices", [])) for r in found}
         precisions = {r["name"]: dict(r["precisions"]) for r in found if r.get("precisions")}
+        formats = {r["name"]: dict(r["formats"]) for r in found if r.get("formats")}
         infos.append(
             DeviceInfo(
                 name=device.name,
@@ -27,6 +28,7 @@ def device_infos(session: Session) -> list[DeviceInfo]:
                 tags=tuple(device.tags or ()),
                 runtimes=runtimes,
                 precisions=precisions,
+                formats=formats,
                 online=repository.is_online(device, now, offline_after),
                 has_loadgen=(
                     bool((device.facts or {})["loadgen"])

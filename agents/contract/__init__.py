@@ -209,6 +209,8 @@ class RuntimeFacts(BaseModel):
     devices: List[Annotated[str, Field(max_length=64)]] = []
     # device -> precisions it runs (fp32, fp16, int8, bf16); absent from older agents.
     precisions: Dict[Annotated[str, Field(max_length=64)], List[ShortText]] = {}
+    # device -> model formats it loads, preferred first; absent from older agents.
+    formats: Dict[Annotated[str, Field(max_length=64)], List[ShortText]] = {}
 
 
 class HostFacts(BaseModel):

@@ -69,6 +69,7 @@ def inventory() -> List[Dict[str, Any]]:
                     "version": runtime.version(),
                     "devices": devices,
                     "precisions": {d: runtime.precisions(d) for d in devices},
+                    "formats": {d: runtime.formats(d) for d in devices},
                 }
             )
     return found

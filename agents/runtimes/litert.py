@@ -184,6 +184,10 @@ class LiteRtAdapter(RuntimeAdapter):
             found.append("GPU")
         return found
 
+    def formats(self, device: str) -> List[str]:
+        """The Edge TPU runs only models edgetpu_compiler compiled for it."""
+        return ["tflite-edgetpu"] if device == "EdgeTPU" else ["tflite"]
+
     def precisions(self, device: str) -> List[str]:
         """The Edge TPU runs int8 only; the GPU delegate float; the CPU all three."""
         return {"EdgeTPU": ["int8"], "GPU": ["fp32", "fp16"]}.get(device, ["fp32", "fp16", "int8"])

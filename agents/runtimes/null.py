@@ -81,6 +81,9 @@ class NullAdapter(RuntimeAdapter):
     def devices(self) -> List[str]:
         return ["CPU"]
 
+    def formats(self, device: str) -> List[str]:
+        return ["onnx"]  # read by nothing: any file will do
+
     def precisions(self, device: str) -> List[str]:
         return ["fp32"]
 

@@ -94,6 +94,9 @@ class OnnxRuntimeAdapter(RuntimeAdapter):
         offered = onnxruntime.get_available_providers()
         return [device for device, provider in PROVIDERS.items() if provider in offered]
 
+    def formats(self, device: str) -> List[str]:
+        return ["onnx"]
+
     def precisions(self, device: str) -> List[str]:
         """What the provider computes in: CPU runs fp32 and int8 (QDQ) graphs; the GPU
         providers add fp16."""

@@ -204,6 +204,10 @@ class OpenVinoAdapter(RuntimeAdapter):
         found = list(_api().Core().available_devices)
         return found + list(VIRTUAL_DEVICES) if found else []
 
+    def formats(self, device: str) -> List[str]:
+        """Its own IR first (no conversion at load), else the ONNX file read directly."""
+        return ["openvino-ir", "onnx"]
+
     def precisions(self, device: str) -> List[str]:
         """The plugin's own OPTIMIZATION_CAPABILITIES (FP32, FP16, BF16, INT8...), lowered;
         AUTO runs what the devices under it run. Where load() gives a precision hint, the

@@ -105,6 +105,12 @@ class RuntimeAdapter(ABC):
         """The precisions it computes in on `device` (fp32, fp16, bf16, int8)."""
 
     @abstractmethod
+    def formats(self, device: str) -> List[str]:
+        """The model file formats it loads on `device`, preferred first (onnx, openvino-ir,
+        tflite, tflite-edgetpu). The agent reports them at registration: the controller
+        plans from them and keeps no table of which runtime reads what."""
+
+    @abstractmethod
     def load(self, path: str, options: Optional[Dict[str, Any]] = None) -> LoadedModel:
         """Load the model file for a trial. `options`: device, precision, input_shapes
         (registered, the batch None), trial_shapes (every query's exact shapes), cache_dir

@@ -19,14 +19,15 @@ from orchestrator.campaigns.spec import (
     RuntimeChoice,
 )
 
-# The artifact formats each runtime loads, preferred first (OpenVINO reads ONNX directly).
-RUNTIME_FORMATS = {
-    "onnxruntime": ("onnx",),
-    "openvino": ("openvino-ir", "onnx"),
-    "litert": ("tflite",),
+# Which formats a runtime loads comes from each agent (RuntimeFacts.formats, from its
+# adapters). Agents registered before they reported it are planned with what the three
+# runtimes of that time loaded; a runtime added since reports its own.
+FORMATS_BEFORE_AGENTS_SAID = {
+    ("onnxruntime", None): ("onnx",),
+    ("openvino", None): ("openvino-ir", "onnx"),
+    ("litert", None): ("tflite",),
+    ("litert", "EdgeTPU"): ("tflite-edgetpu",),
 }
-# A runtime device that needs its own compiled format (and nothing else).
-DEVICE_FORMATS = {("litert", "EdgeTPU"): ("tflite-edgetpu",)}
 # Seconds allowed on top of the measurement policy for process start, load and first run.
 TRIAL_OVERHEAD_S = 120.0
 
@@ -39,6 +40,8 @@ class DeviceInfo:
     runtimes: dict[str, list[str]]  # runtime name -> devices/providers it offers
     # runtime -> device -> precisions it runs; empty when the agent did not say
     precisions: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    # runtime -> device -> model formats it loads, preferred first; empty when not said
+    formats: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     online: bool = True
     # MLPerf LoadGen on the device (the mlperf_* scenarios); None: its agent did not say
     has_loadgen: bool | None = None
@@ -124,6 +127,16 @@ def resolve_variant(choice: ModelChoice, artifacts: list[ArtifactInfo]) -> tuple
     return choice.name, f"{choice.name} has no input size {choice.input_size} (built: {built})"
 
 
+def loaded_formats(device: DeviceInfo, runtime: RuntimeChoice) -> tuple[str, ...] | None:
+    """The formats `runtime` loads on `runtime.device` of `device`, preferred first: as its
+    agent reported them, else as agents before that loaded them (None: not known)."""
+    said = device.formats.get(runtime.name, {}).get(runtime.device)
+    if said is not None:
+        return tuple(said)
+    before = FORMATS_BEFORE_AGENTS_SAID
+    return before.get((runtime.name, runtime.device)) or before.get((runtime.name, None))
+
+
 def _variant_name(artifacts: list[ArtifactInfo], family: str, size: int) -> str:
     return next(a.name for a in artifacts if a.family == family and a.input_size == size)
 
@@ -138,7 +151,7 @@ def why_not(
     batch: int = 1,
 ) -> tuple[str | None, ArtifactInfo | None]:
     """(why this device cannot run the combination, or None; the artifact it would load)."""
-    formats = DEVICE_FORMATS.get((runtime.name, runtime.device), RUNTIME_FORMATS.get(runtime.name))
+    formats = loaded_formats(device, runtime)
     runs = device.precisions.get(runtime.name, {}).get(runtime.device)
     artifact = next(
         (
@@ -148,10 +161,14 @@ def why_not(
         ),
         None,
     )
-    if formats is None:
-        return f"runtime {runtime.name} is not supported by this controller", None
     if runtime.name not in device.runtimes:
         return f"runtime {runtime.name} is not installed on {device.name}", None
+    if formats is None:
+        return (
+            f"the agent on {device.name} does not say which model formats {runtime.name} "
+            "loads: upgrade the agent (edgebench devices provision)",
+            None,
+        )
     if runtime.device not in device.runtimes[runtime.name]:
         offered = ", ".join(device.runtimes[runtime.name]) or "none"
         return (

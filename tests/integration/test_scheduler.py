@@ -310,3 +310,31 @@ def test_a_round_with_busy_devices_costs_a_few_statements_not_some_per_device(se
     finally:
         event.remove(engine, "before_cursor_execute", listener)
     assert len(statements) < 15, "\n".join(statements)  # was 2 per busy device, 44 here
+
+
+def test_a_runtime_its_agent_declares_is_planned_with_the_format_it_reports(store_url, tmp_path):
+    """The controller keeps no table of which runtime loads which format: a device whose
+    registration offers a runtime new to it (here `tvm`, loading ONNX) gets its trials."""
+    facts = {
+        "device_class": "jetson-orin",
+        "runtimes": [
+            {"name": "tvm", "version": "0.20", "devices": ["CPU"], "formats": {"CPU": ["onnx"]}}
+        ],
+    }
+    sessions = session_factory(store_url)
+    with sessions.begin() as session:
+        repository.register_device(
+            session,
+            Registration(device="orin", boot_id="b1", agent_version="t", facts=facts, sent_at=0),
+        )
+        build_and_register(session, tmp_path / "artifacts", ["mlp_digits"])
+        spec = parse_spec(
+            {"name": "t", "devices": {"names": ["orin"]}, "models": ["mlp_digits"],
+             "runtimes": ["tvm"], "policy": {"runs": 1}}
+        )  # fmt: skip
+        _, plan = planning.submit(session, spec)
+    assert plan.skipped == []
+    [trial] = trials(sessions)
+    with sessions() as session:
+        trial = session.get(Trial, trial.id)
+        assert (trial.runtime, trial.model.format) == ("tvm", "onnx")

@@ -204,8 +204,31 @@ def test_unsupported_runtime_is_skipped_not_rejected():
     assert len(result.skipped) == 3 * 2
     assert {s["runtime"] for s in result.skipped} == {"tvm"}
     assert {s["reason"] for s in result.skipped} == {
-        "runtime tvm is not supported by this controller"
+        f"runtime tvm is not installed on {device}" for device in ("pi4-a", "pi4-b", "nano")
     }
+
+
+def test_a_runtime_the_controller_never_heard_of_is_planned_from_what_its_agent_reports():
+    """Which formats a runtime loads comes from the agent: a device whose agent offers a
+    new runtime reading ONNX gets its trials with no change to the controller."""
+    tvm = DeviceInfo(
+        "orin", "jetson-orin", ("lab",), {"tvm": ["CPU"]}, formats={"tvm": {"CPU": ["onnx"]}}
+    )
+    result = expand(spec(runtimes=["tvm"]), [tvm], ARTIFACTS)
+    assert [(t.runtime, t.model_id) for t in result.trials] == [("tvm", 1)]  # the ONNX file
+
+
+def test_the_formats_an_agent_reports_are_the_ones_planned():
+    """An agent whose OpenVINO loads only its IR (it says so) gets no trial from the ONNX
+    file; agents that said nothing are planned as agents of that time loaded (ONNX)."""
+    ir_only = DeviceInfo(
+        "pi4-a", "raspberry-pi-4", ("lab",), {"openvino": ["CPU"]},
+        formats={"openvino": {"CPU": ["openvino-ir"]}},
+    )  # fmt: skip
+    older = DeviceInfo("pi4-b", "raspberry-pi-4", ("lab",), {"openvino": ["CPU"]})
+    result = expand(spec(runtimes=["openvino"]), [ir_only, older], ARTIFACTS)
+    assert [(t.device, t.model_id) for t in result.trials] == [("pi4-b", 1)]  # the ONNX file
+    assert [s["reason"] for s in result.skipped] == ["no openvino-ir fp32 artifact of mlp_digits"]
 
 
 def test_input_size_without_that_variant_is_skipped_naming_the_built_sizes():
@@ -334,7 +357,7 @@ def test_no_runnable_trial():
         plan(runtimes=["tvm"])
     message = str(caught.value)
     assert "no runnable trial" in message
-    assert "runtime tvm is not supported by this controller" in message
+    assert "runtime tvm is not installed on pi4-a" in message
 
 
 def test_no_runnable_trial_on_a_device_without_runtimes():

@@ -17,9 +17,17 @@ def test_inventory_lists_the_three_runtimes_with_precisions_per_device():
     assert found["litert"]["precisions"]["CPU"] == ["fp32", "fp16", "int8"]
     assert found["onnxruntime"]["precisions"]["CPU"] == ["fp32", "int8"]
     assert {"fp32", "int8"} <= set(found["openvino"]["precisions"]["CPU"])
-    # the registration message carries it
+    # the registration message carries it, and the formats each device loads
     facts = HostFacts.model_validate({"runtimes": list(found.values())})
-    assert facts.runtimes[0].precisions
+    assert facts.runtimes[0].precisions and facts.runtimes[0].formats
+
+
+def test_inventory_says_which_formats_each_device_loads_preferred_first():
+    found = {entry["name"]: entry for entry in runtimes.inventory()}
+    assert found["onnxruntime"]["formats"]["CPU"] == ["onnx"]
+    assert found["openvino"]["formats"]["CPU"] == ["openvino-ir", "onnx"]
+    assert found["litert"]["formats"]["CPU"] == ["tflite"]
+    assert runtimes.adapter("litert").formats("EdgeTPU") == ["tflite-edgetpu"]
 
 
 def test_edge_tpu_runs_int8_only_and_the_gpu_delegate_floats():
