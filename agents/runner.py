@@ -305,50 +305,47 @@ def paced_warm_figures(
     return figures
 
 
-def run_trial(
-    spec: TrialSpec,
-    process_start_ms: Optional[float] = None,
-    energy_command: Optional[str] = None,
-    root: Path = Path("/"),
-) -> Dict[str, Any]:
-    """Measure the trial. Returns the result fields (status ok), or raises TrialError."""
-    started = time.perf_counter()
-    policy = spec.policy
-    env = environment()
-    env["harness_overhead_ns"] = harness_overhead_ns()
+def cooled_conditions(policy: Any, env: Dict[str, Any], root: Path) -> Dict[str, Any]:
+    """The conditions before the trial, after waiting for the device to cool where the
+    policy asks (recorded in env)."""
     before = conditions.snapshot(root)
-    env["conditions_before"] = before
     if policy.cool_below_c is not None:
         reached, hottest = conditions.wait_until_cool(
             policy.cool_below_c, policy.cool_timeout_s, root
         )
         env["cooled"] = {"target_c": policy.cool_below_c, "reached": reached, "hottest_c": hottest}
         before = conditions.snapshot(root)
-        env["conditions_before"] = before
-    path = artifact_path(spec)
-    reference = npz_data(spec.reference, spec.device, "reference data")
-    sample = npz_data(spec.sample_input, spec.device, "sample input")
-    registered = [node.model_dump() for node in spec.inputs]
+    env["conditions_before"] = before
+    return before
+
+
+def installed_runtime(name: str) -> RuntimeAdapter:
+    """The trial's runtime adapter, a TrialError where it is unknown or not installed."""
     try:
-        shapes = feeds.trial_shapes(registered, spec.batch_size)
-    except feeds.FeedError as exc:
-        raise TrialError(str(exc)) from None
-    try:
-        runtime = runtimes.adapter(spec.runtime)
+        runtime = runtimes.adapter(name)
     except runtimes.RuntimeUnavailable as exc:
         raise TrialError(str(exc)) from None
     if not runtime.available():
-        raise TrialError(f"runtime {spec.runtime} is not installed on this device")
+        raise TrialError(f"runtime {name} is not installed on this device")
+    return runtime
 
+
+def meter_and_idle_power(
+    policy: Any, root: Path, energy_command: Optional[str]
+) -> Tuple[Optional[energy.EnergyMeter], Optional[float]]:
+    """The energy meter this device has (None without one) and its idle baseline (W)."""
     meter = energy.detect(root, command=energy_command)
     idle_w = None
     if meter is not None and policy.idle_baseline_s > 0:
         idle_w = energy.measure_idle_power(meter, policy.idle_baseline_s)
+    return meter, idle_w
 
-    t0 = time.perf_counter_ns()
-    importlib.import_module(runtime.import_name)
-    import_ns = time.perf_counter_ns() - t0
-    options: Dict[str, Any] = {
+
+def load_options(
+    spec: TrialSpec, registered: List[Dict[str, Any]], shapes: Dict[str, List[int]]
+) -> Dict[str, Any]:
+    """What runtime.load gets (agents.runtimes.seam.RuntimeAdapter.load)."""
+    return {
         "device": spec.requested_device,
         "precision": spec.precision,
         **spec.runtime_options.model_dump(exclude_none=True, exclude={"cache"}),
@@ -357,6 +354,29 @@ def run_trial(
         # the shapes every timed query has: what runtimes that compile for static shapes use
         "trial_shapes": shapes,
     }
+
+
+@dataclass
+class Loaded:
+    """The model loaded for the trial, with its cold-start figures."""
+
+    model: LoadedModel
+    import_ns: int
+    load_ns: int
+    load_cached_ns: Optional[int]
+    load_rss_delta_mb: Optional[float]
+    cache_dir: Optional[str]
+
+
+def load_model(
+    runtime: RuntimeAdapter, path: Path, spec: TrialSpec, options: Dict[str, Any],
+    shapes: Dict[str, List[int]], env: Dict[str, Any],
+) -> Loaded:  # fmt: skip
+    """Import the runtime and load the model, each timed; with `cache`, load it a second
+    time from the runtime cache the first load filled (an empty one, removed afterwards)."""
+    t0 = time.perf_counter_ns()
+    importlib.import_module(runtime.import_name)
+    import_ns = time.perf_counter_ns() - t0
     cache_dir = None
     if spec.runtime_options.cache:  # an empty cache: the first load fills it, the second reads it
         cache_dir = tempfile.mkdtemp(prefix="edgebench-runtime-cache-")
@@ -373,42 +393,108 @@ def run_trial(
             env["runtime_cache"] = (
                 f"{spec.runtime} on {spec.requested_device} keeps no model cache: loaded once"
             )
+    delta = rss_after - rss_before if rss_after is not None and rss_before is not None else None
+    return Loaded(model, import_ns, load_ns, load_cached_ns, delta, cache_dir)
+
+
+@dataclass
+class Timed:
+    """What the loaded model gave: first inference, the measured run, placement, quality."""
+
+    first_ns: int
+    measured: Measured
+    placement: Dict[str, Any]
+    quality: Dict[str, Any]
+
+
+def time_model(
+    spec: TrialSpec, model: LoadedModel, sample: Optional[Dict[str, Any]],
+    reference: Optional[Dict[str, Any]], meter: Optional[energy.EnergyMeter],
+    idle_w: Optional[float], before: Dict[str, Any], root: Path, env: Dict[str, Any],
+) -> Timed:  # fmt: skip
+    """First inference, warm-up, the measured scenario, the application's call and the
+    runtime's own clock beside it, placement, then fidelity against the reference."""
+    registered = [node.model_dump() for node in spec.inputs]
+    feed = make_feed(registered, spec.batch_size, sample=sample, declared=model.inputs())
+    t0 = time.perf_counter_ns()
+    model.run(feed)
+    first_ns = time.perf_counter_ns() - t0
+    # Every runtime is timed doing the same work: inputs bound once, each query runs the
+    # model and leaves its outputs in host memory (what the vendors' tools time).
+    run_bound = model.bind(feed)
+    env["timed_operation"] = "bound: inputs bound once, outputs left in host memory"
+    timing.warm_up(run_bound, spec.policy.warmup_s)
+    measured = measure(spec, run_bound, meter, idle_w, before, root)
+    env.update(measured.marks)
+    env["application_call"] = application_call(model, feed)
+    if model.internal_latency_ms() is not None:  # the runtime keeps its own clock
+        env["runtime_internal"] = internal_latency(model, feed)
+    placement = model.placement()
+    quality: Dict[str, Any] = {}
+    if reference is not None:
+        try:
+            quality = measure_fidelity(model, reference, spec.batch_size, registered)
+            if "fidelity_outputs" in quality:  # several outputs: each one's figures
+                env["fidelity_outputs"] = quality.pop("fidelity_outputs")
+        except ValueError as exc:  # measured latency stands; fidelity is absent, with why
+            env["fidelity_error"] = str(exc)
+    return Timed(first_ns, measured, placement, quality)
+
+
+def run_trial(
+    spec: TrialSpec,
+    process_start_ms: Optional[float] = None,
+    energy_command: Optional[str] = None,
+    root: Path = Path("/"),
+) -> Dict[str, Any]:
+    """Measure the trial. Returns the result fields (status ok), or raises TrialError."""
+    started = time.perf_counter()
+    env = environment()
+    env["harness_overhead_ns"] = harness_overhead_ns()
+    before = cooled_conditions(spec.policy, env, root)
+    path = artifact_path(spec)
+    reference = npz_data(spec.reference, spec.device, "reference data")
+    sample = npz_data(spec.sample_input, spec.device, "sample input")
+    registered = [node.model_dump() for node in spec.inputs]
     try:
-        feed = make_feed(registered, spec.batch_size, sample=sample, declared=model.inputs())
-        t0 = time.perf_counter_ns()
-        model.run(feed)
-        first_ns = time.perf_counter_ns() - t0
-
-        # Every runtime is timed doing the same work: inputs bound once, each query runs the
-        # model and leaves its outputs in host memory (what the vendors' tools time).
-        run_bound = model.bind(feed)
-        env["timed_operation"] = "bound: inputs bound once, outputs left in host memory"
-        timing.warm_up(run_bound, policy.warmup_s)
-        measured = measure(spec, run_bound, meter, idle_w, before, root)
-        outcome, summary, window_j = measured.outcome, measured.summary, measured.window_j
-        run_before, run_after = measured.before, measured.after
-        env.update(measured.marks)
-        env["application_call"] = application_call(model, feed)
-        if model.internal_latency_ms() is not None:  # the runtime keeps its own clock
-            env["runtime_internal"] = internal_latency(model, feed)
-        placement = model.placement()
-        quality: Dict[str, Any] = {}
-        if reference is not None:
-            try:
-                quality = measure_fidelity(model, reference, spec.batch_size, registered)
-                if "fidelity_outputs" in quality:  # several outputs: each one's figures
-                    env["fidelity_outputs"] = quality.pop("fidelity_outputs")
-            except ValueError as exc:  # measured latency stands; fidelity is absent, with why
-                env["fidelity_error"] = str(exc)
+        shapes = feeds.trial_shapes(registered, spec.batch_size)
+    except feeds.FeedError as exc:
+        raise TrialError(str(exc)) from None
+    runtime = installed_runtime(spec.runtime)
+    meter, idle_w = meter_and_idle_power(spec.policy, root, energy_command)
+    options = load_options(spec, registered, shapes)
+    loaded = load_model(runtime, path, spec, options, shapes, env)
+    try:
+        timed = time_model(spec, loaded.model, sample, reference, meter, idle_w, before, root, env)
     finally:
-        model.close()
-        if cache_dir is not None:
-            shutil.rmtree(cache_dir, ignore_errors=True)
-    after = conditions.snapshot(root)
-    env["conditions_after"] = after
+        loaded.model.close()
+        if loaded.cache_dir is not None:
+            shutil.rmtree(loaded.cache_dir, ignore_errors=True)
+    env["conditions_after"] = conditions.snapshot(root)
+    fields = result_fields(spec, runtime, loaded, timed, meter, idle_w)
+    fields.update(
+        process_start_ms=process_start_ms,
+        model_bytes=path.stat().st_size,
+        wall_s=time.perf_counter() - started,
+        environment=env,
+    )
+    return fields
 
-    samples = outcome.samples_ns
+
+def result_fields(
+    spec: TrialSpec, runtime: RuntimeAdapter, loaded: Loaded, timed: Timed,
+    meter: Optional[energy.EnergyMeter], idle_w: Optional[float],
+) -> Dict[str, Any]:  # fmt: skip
+    """The result's figures from the trial's steps (agents.contract.TrialResult)."""
+    measured, placement = timed.measured, timed.placement
+    outcome, summary = measured.outcome, measured.summary
     inferences = outcome.queries * spec.batch_size
+    energy_mj = (
+        energy.energy_per_inference_mj(measured.window_j, measured.window_s, idle_w, inferences)
+        if measured.window_j is not None
+        else None
+    )
+    load_cached_ns = loaded.load_cached_ns
     return {
         "status": "ok",
         "runtime_version": runtime.version(),
@@ -416,31 +502,21 @@ def run_trial(
         "fallback": placement.get("fallback"),
         "placement": placement,
         "summary": summary,
-        "unstable": summary["robust_cv"] > policy.max_cv,
+        "unstable": summary["robust_cv"] > spec.policy.max_cv,
         "throughput_ips": inferences / outcome.measured_s if outcome.measured_s > 0 else None,
-        "process_start_ms": process_start_ms,
-        "import_ms": import_ns / 1e6,
-        "load_ms": load_ns / 1e6,
+        "import_ms": loaded.import_ns / 1e6,
+        "load_ms": loaded.load_ns / 1e6,
         "load_cached_ms": load_cached_ns / 1e6 if load_cached_ns is not None else None,
-        "first_inference_ms": first_ns / 1e6,
+        "first_inference_ms": timed.first_ns / 1e6,
         "peak_rss_mb": peak_rss_mb(),
-        "load_rss_delta_mb": rss_after - rss_before
-        if rss_after is not None and rss_before is not None
-        else None,
-        "model_bytes": path.stat().st_size,
-        "wall_s": time.perf_counter() - started,
+        "load_rss_delta_mb": loaded.load_rss_delta_mb,
         "scenario_report": outcome.report,
-        "throttled": conditions.throttled_during(run_before, run_after),
+        "throttled": conditions.throttled_during(measured.before, measured.after),
         "energy_meter": meter.name if meter is not None else None,
         "idle_power_w": idle_w,
-        "energy_mj_per_inference": energy.energy_per_inference_mj(
-            window_j, measured.window_s, idle_w, inferences
-        )
-        if window_j is not None
-        else None,
-        "samples_ns": samples,
-        "environment": env,
-        **quality,
+        "energy_mj_per_inference": energy_mj,
+        "samples_ns": outcome.samples_ns,
+        **timed.quality,
     }
 
 
