@@ -5,16 +5,55 @@ The same model validates a command line and an inventory entry, so errors name t
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
-from typing import Literal, Optional
+from importlib import metadata
+from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from agents.contract import Tag, validate_device_name
 
+
+@functools.lru_cache(maxsize=1)
+def installable_runtimes() -> tuple[str, ...]:
+    """The runtimes an agent can be installed with: each adapter in the edgebench.runtimes
+    entry-point group that has an extra of its own name in pyproject.toml (its runtime
+    library), read from this installation's metadata: a new runtime module needs no
+    change here."""
+    try:
+        extras = set(metadata.metadata("edgebench").get_all("Provides-Extra") or [])
+    except metadata.PackageNotFoundError:  # a source tree that was never installed
+        return ()
+    found = metadata.entry_points()
+    group = (
+        found.select(group="edgebench.runtimes")
+        if hasattr(found, "select")
+        else found.get("edgebench.runtimes", [])
+    )
+    return tuple(sorted({point.name for point in group} & extras))
+
+
+def _known_runtime(name: str) -> str:
+    known = installable_runtimes()
+    if name not in known:
+        raise ValueError(
+            f"{name!r} is not a runtime an agent can be installed with "
+            f"(known: {', '.join(known) or 'none: install edgebench first'})"
+        )
+    return name
+
+
 # The agent extras that bring a runtime (pyproject.toml's optional dependencies).
-Runtime = Literal["onnxruntime", "litert", "openvino"]
+Runtime = Annotated[str, AfterValidator(_known_runtime)]
 ServiceKind = Literal["auto", "systemd", "supervised"]
 
 # Written by provisioning itself; an inventory's `env` may not override them.

@@ -400,3 +400,14 @@ def test_device_markers_follow_the_device_not_the_controller():
     assert markers["python_version"] == "3.9" and markers["python_full_version"] == "3.9.2"
     assert markers["platform_machine"] == "aarch64" and markers["sys_platform"] == "linux"
     assert markers["platform_release"] == "6.1.21-v8+"
+
+
+def test_the_runtimes_an_agent_installs_come_from_the_runtime_entry_points_with_extras():
+    """Each runtime adapter that has an extra of its name (pyproject.toml) can be asked
+    for; the null test runtime has none. Nothing lists them by hand."""
+    from orchestrator.provisioning.request import installable_runtimes
+
+    assert {"onnxruntime", "openvino", "litert"} <= set(installable_runtimes())
+    assert "null" not in installable_runtimes()
+    with pytest.raises(ValueError, match="'tensorflow' is not a runtime.*known: litert"):
+        HostRequest(host="pi@10.0.0.5", runtimes=["tensorflow"])
