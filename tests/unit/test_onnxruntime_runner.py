@@ -98,8 +98,8 @@ def test_adapter_lookup():
 
 
 def test_unknown_runtime_name():
-    with pytest.raises(runtimes.RuntimeUnavailable, match="unknown runtime 'tvm'"):
-        runtimes.adapter("tvm")
+    with pytest.raises(runtimes.RuntimeUnavailable, match="unknown runtime 'mxnet'"):
+        runtimes.adapter("mxnet")
 
 
 def test_load_inputs_run_placement(model_file, mlp):
@@ -282,8 +282,8 @@ def test_run_trial_unsupported_uri_scheme(model_file):
 
 
 def test_run_trial_unknown_runtime(model_file):
-    with pytest.raises(runner.TrialError, match="unknown runtime 'tvm'"):
-        runner.run_trial(make_spec(model_file, runtime="tvm"))
+    with pytest.raises(runner.TrialError, match="unknown runtime 'mxnet'"):
+        runner.run_trial(make_spec(model_file, runtime="mxnet"))
 
 
 def test_run_trial_dynamic_non_batch_dimension(tmp_path):
