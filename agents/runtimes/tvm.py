@@ -47,6 +47,35 @@ def _arrays(out: Any) -> List[Any]:
     return [item.numpy() for item in out]
 
 
+def shapes_folded(model: Any, shapes: Dict[str, List[int]]) -> Any:
+    """The model with its inputs fixed at `shapes` and the shape arithmetic computed into
+    constants by onnxruntime's basic (semantics-preserving) optimizations. tf2onnx's
+    flatten computes its target shape at run time (Shape, Gather, Cast, Slice, Concat),
+    which TVM's ONNX importer refuses ("Reshape requires the input new shape to be
+    Shape"). Where onnxruntime is not installed the model goes to TVM as it is."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return model
+    import tempfile
+
+    import onnx
+
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    for node in fixed.graph.input:
+        for dim, size in zip(node.type.tensor_type.shape.dim, shapes.get(node.name, [])):
+            dim.dim_value = int(size)
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    with tempfile.TemporaryDirectory() as folder:
+        options.optimized_model_filepath = os.path.join(folder, "folded.onnx")
+        onnxruntime.InferenceSession(
+            fixed.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        )
+        return onnx.load(options.optimized_model_filepath)
+
+
 class CompiledShapes:
     """Compiles the ONNX model for given input shapes, through the runtime cache if any."""
 
@@ -82,7 +111,8 @@ class CompiledShapes:
         else:
             from tvm.relax.frontend.onnx import from_onnx
 
-            module = from_onnx(self.model, shape_dict=shapes, keep_params_in_input=False)
+            model = shapes_folded(self.model, shapes)
+            module = from_onnx(model, shape_dict=shapes, keep_params_in_input=False)
             build = getattr(tvm, "compile", None) or relax.build  # tvm.compile from 0.20
             executable = build(module, target=self.target())
             if cached is not None:

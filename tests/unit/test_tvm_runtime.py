@@ -103,3 +103,44 @@ def test_the_plan_says_what_tvm_does_not_run():
     reasons = {(s["model"], s["precision"]): s["reason"] for s in result.skipped}
     assert reasons[("mlp_digits", "int8")] == "tvm CPU on here runs no int8 (runs: fp32)"
     assert reasons[("face", "fp32")] == "no onnx fp32 artifact of face"
+
+
+def flatten_by_shape_arithmetic(path) -> None:
+    """An ONNX graph that flattens as tf2onnx writes it: the target shape computed at run
+    time from the input's shape (Shape, Gather, Cast, Slice, Concat, Cast, Reshape)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    def const(name, values, dtype=TensorProto.INT64):
+        return helper.make_tensor(name, dtype, [len(values)], values)
+
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Cast", ["shape"], ["shape32"], to=TensorProto.INT32),
+        helper.make_node("Slice", ["shape32", "starts", "ends", "axes"], ["batch"]),
+        helper.make_node("Concat", ["batch", "minus_one"], ["target32"], axis=0),
+        helper.make_node("Cast", ["target32"], ["target"], to=TensorProto.INT64),
+        helper.make_node("Reshape", ["x", "target"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "flatten",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 3, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 24])],
+        initializer=[
+            const("starts", [0], TensorProto.INT32), const("ends", [1], TensorProto.INT32),
+            const("axes", [0], TensorProto.INT32), const("minus_one", [-1], TensorProto.INT32),
+        ],
+    )  # fmt: skip
+    flatten = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.save(flatten, str(path))
+
+
+def test_tvm_runs_a_flatten_whose_shape_is_computed_at_run_time(tmp_path):
+    """TVM's importer refuses a Reshape fed by shape arithmetic (the built digits CNN has
+    one, from tf2onnx); the adapter folds it at the trial's fixed shapes first."""
+    path = tmp_path / "flatten.onnx"
+    flatten_by_shape_arithmetic(path)
+    loaded = runtimes.adapter("tvm").load(str(path), {"trial_shapes": {"x": [3, 2, 3, 4]}})
+    x = np.arange(72, dtype=np.float32).reshape(3, 2, 3, 4)
+    [y] = loaded.run({"x": x})
+    np.testing.assert_array_equal(y, x.reshape(3, 24))
