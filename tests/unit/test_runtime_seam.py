@@ -84,4 +84,3 @@ def test_poisson_on_the_null_runtime_bills_service_time_not_queueing(null_runtim
     )  # fmt: skip
     result = runner.run_trial(spec)
     assert COST_US <= result["summary"]["p50_ms"] * 1e3 < COST_US + 150
-
