@@ -16,8 +16,9 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
@@ -221,15 +222,28 @@ def _submit(sessions, spec) -> int:  # noqa: ANN001
     return campaign_id
 
 
+@dataclass
+class _Running:
+    """What quickstart started, stopped on the way out whatever happened."""
+
+    embedded: Any = None
+    children: dict[str, tuple[subprocess.Popen, Path]] = field(default_factory=dict)
+    dashboard: Any = None
+
+    def stop(self) -> None:
+        if self.dashboard is not None:
+            dashboard_process.stop(self.dashboard)
+        for label in ("agent", "controller"):
+            if label in self.children:
+                _stop(self.children[label][0])
+        if self.embedded is not None:
+            self.embedded.stop()
+
+
 def run(
     settings: Settings, dashboard_port: int | None, user_model: UserModel | None = None
 ) -> None:
-    from orchestrator.cli.campaigns import wait_for
-    from orchestrator.cli.results import print_results
-    from orchestrator.store.models import utcnow
-
     home = settings.home
-    logs = home / "logs"
     settings = _embedded(settings)
     url = settings.resolved_database_url()
     migrate.upgrade(url)
@@ -247,72 +261,90 @@ def run(
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_term)
-    embedded = None
-    children: dict[str, tuple[subprocess.Popen, Path]] = {}
-    dashboard = None
+    running = _Running()
     try:
-        if broker.is_alive(settings.resolved_broker_url() or ""):
-            raise QuickstartError(
-                f"an edgebench server already runs on this machine (see {home / 'broker.json'}); "
-                "stop it, or submit campaigns to it with `edgebench campaign submit`"
-            )
-        embedded = broker.start(home)
-        broker_url = embedded.url
-        console.print(f"[bold]broker[/bold]   redis on {broker_url.split('@')[-1]}")
-        console.print(f"[bold]store[/bold]    {url}")
-        env = {k: v for k, v in os.environ.items() if k != "EDGEBENCH_DATABASE_URL"}
-        env.update(EDGEBENCH_BROKER_URL=broker_url, EDGEBENCH_HOME=str(home))
-        started = utcnow()
-        name = local_device_name()
-        _start_controller_and_agent(name, env, logs, children)
-
-        built = [] if user_model is not None else build_models(env, logs / "models-build.log")
-        if built:
-            console.print(
-                f"[bold]models[/bold]   built {', '.join(built)} (log: {logs / 'models-build.log'})"
-            )
-
-        _wait_for_device(sessions, name, started, children)
-        console.print(f"[bold]device[/bold]   {name} registered")
-        served = settings.resolved_artifact_base_url()
-        if served:  # the controller serves the models over HTTP; the agent downloads them
-            console.print(f"[bold]artifacts[/bold] served at {served}")
-        spec = parse_spec(
-            quickstart_spec(name, built, user_model.name if user_model is not None else None)
-        )
-        campaign_id = _submit(sessions, spec)
-        wait_for(
-            sessions,
-            campaign_id,
-            timeout_s=CAMPAIGN_TIMEOUT_S,
-            problem=lambda: _dead_child(children),
-        )
-        print_results(sessions, campaign_id)
-        console.print(
-            "\nmore: `edgebench results export --format csv`, `edgebench devices list`, "
-            "`edgebench campaign status " + str(campaign_id) + "`"
-        )
+        env = _start_broker(settings, url, running)
+        _measure(settings, sessions, env, user_model, running)
         if dashboard_port is None:
             console.print("dashboard: run `edgebench dashboard` to browse these results")
             return
-        dashboard = dashboard_process.start(
-            dashboard_port, "127.0.0.1", logs / "dashboard.log", env
-        )
-        console.print(
-            f"\n[bold]dashboard[/bold] http://127.0.0.1:{dashboard_port}  — Ctrl-C stops everything "
-            "(the store stays for the next run)"
-        )
-        while dashboard.poll() is None:
-            time.sleep(0.5)
-        raise QuickstartError(f"the dashboard exited:\n{_tail(logs / 'dashboard.log')}")
+        _serve_dashboard(dashboard_port, env, home / "logs", running)
     except KeyboardInterrupt:
         console.print("\nstopping…")
     finally:
-        if dashboard is not None:
-            dashboard_process.stop(dashboard)
-        for label in ("agent", "controller"):
-            if label in children:
-                _stop(children[label][0])
-        if embedded is not None:
-            embedded.stop()
+        running.stop()
         signal.signal(signal.SIGTERM, previous)
+
+
+def _start_broker(settings: Settings, url: str, running: _Running) -> dict[str, str]:
+    """The embedded broker, refused where an edgebench server already runs here; returns
+    the environment the controller and agent get."""
+    home = settings.home
+    if broker.is_alive(settings.resolved_broker_url() or ""):
+        raise QuickstartError(
+            f"an edgebench server already runs on this machine (see {home / 'broker.json'}); "
+            "stop it, or submit campaigns to it with `edgebench campaign submit`"
+        )
+    running.embedded = broker.start(home)
+    broker_url = running.embedded.url
+    console.print(f"[bold]broker[/bold]   redis on {broker_url.split('@')[-1]}")
+    console.print(f"[bold]store[/bold]    {url}")
+    env = {k: v for k, v in os.environ.items() if k != "EDGEBENCH_DATABASE_URL"}
+    env.update(EDGEBENCH_BROKER_URL=broker_url, EDGEBENCH_HOME=str(home))
+    return env
+
+
+def _measure(
+    settings: Settings,
+    sessions: Any,
+    env: dict[str, str],
+    user_model: UserModel | None,
+    running: _Running,
+) -> None:
+    """Controller and agent started, the quick set built (or the user's model), the device
+    registered, the campaign run and its table printed."""
+    from orchestrator.cli.campaigns import wait_for
+    from orchestrator.cli.results import print_results
+    from orchestrator.store.models import utcnow
+
+    logs = settings.home / "logs"
+    started = utcnow()
+    name = local_device_name()
+    _start_controller_and_agent(name, env, logs, running.children)
+    built = [] if user_model is not None else build_models(env, logs / "models-build.log")
+    if built:
+        console.print(
+            f"[bold]models[/bold]   built {', '.join(built)} (log: {logs / 'models-build.log'})"
+        )
+    _wait_for_device(sessions, name, started, running.children)
+    console.print(f"[bold]device[/bold]   {name} registered")
+    served = settings.resolved_artifact_base_url()
+    if served:  # the controller serves the models over HTTP; the agent downloads them
+        console.print(f"[bold]artifacts[/bold] served at {served}")
+    spec = parse_spec(
+        quickstart_spec(name, built, user_model.name if user_model is not None else None)
+    )
+    campaign_id = _submit(sessions, spec)
+    wait_for(
+        sessions,
+        campaign_id,
+        timeout_s=CAMPAIGN_TIMEOUT_S,
+        problem=lambda: _dead_child(running.children),
+    )
+    print_results(sessions, campaign_id)
+    console.print(
+        "\nmore: `edgebench results export --format csv`, `edgebench devices list`, "
+        "`edgebench campaign status " + str(campaign_id) + "`"
+    )
+
+
+def _serve_dashboard(port: int, env: dict[str, str], logs: Path, running: _Running) -> None:
+    """The dashboard until Ctrl-C (or until it exits, which is an error)."""
+    running.dashboard = dashboard_process.start(port, "127.0.0.1", logs / "dashboard.log", env)
+    console.print(
+        f"\n[bold]dashboard[/bold] http://127.0.0.1:{port}  — Ctrl-C stops everything "
+        "(the store stays for the next run)"
+    )
+    while running.dashboard.poll() is None:
+        time.sleep(0.5)
+    raise QuickstartError(f"the dashboard exited:\n{_tail(logs / 'dashboard.log')}")

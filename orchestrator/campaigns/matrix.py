@@ -137,6 +137,29 @@ def loaded_formats(device: DeviceInfo, runtime: RuntimeChoice) -> tuple[str, ...
     return before.get((runtime.name, runtime.device)) or before.get((runtime.name, None))
 
 
+def interleaved_runs(
+    spec: CampaignSpec,
+    configurations: list[tuple[DeviceInfo, ArtifactInfo, dict[str, Any]]],
+    timeout_s: float,
+) -> list[PlannedTrial]:
+    """Every run of every configuration, interleaved (A B C A B C ...), as asv interleaves
+    its rounds: slow drift of the device lands on every configuration alike, not on
+    whichever ran last."""
+    return [
+        PlannedTrial(
+            device=device.name,
+            model_id=artifact.model_id,
+            scenario=spec.scenario.kind,
+            scenario_params=spec.scenario.params(),
+            repeat=run,
+            timeout_s=timeout_s,
+            **config,
+        )
+        for run in range(1, spec.runs + 1)
+        for device, artifact, config in configurations
+    ]
+
+
 def _variant_name(artifacts: list[ArtifactInfo], family: str, size: int) -> str:
     return next(a.name for a in artifacts if a.family == family and a.input_size == size)
 
@@ -248,8 +271,13 @@ def scenario_reason(device: DeviceInfo, kind: str) -> str | None:
     return None
 
 
-def expand(spec: CampaignSpec, devices: list[DeviceInfo], artifacts: list[ArtifactInfo]) -> Plan:
-    chosen = select_devices(spec, devices)
+def _check_selection(
+    spec: CampaignSpec,
+    devices: list[DeviceInfo],
+    artifacts: list[ArtifactInfo],
+    chosen: list[DeviceInfo],
+) -> None:
+    """Refuse a spec that selects no device, names unknown devices or unknown models."""
     if not chosen:
         known = ", ".join(sorted(d.name for d in devices)) or "none registered"
         raise PlanError(f"devices: no registered device matches the selector (devices: {known})")
@@ -265,15 +293,25 @@ def expand(spec: CampaignSpec, devices: list[DeviceInfo], artifacts: list[Artifa
             f"(available: {', '.join(sorted(known_models)) or 'none; run edgebench models build'})"
         )
 
-    by_key = {(a.name, a.format, a.precision): a for a in artifacts}
+
+def trial_timeout_s(spec: CampaignSpec) -> float:
+    """A trial's time limit: its warm-up, scenario, idle baseline and cool-down, plus the
+    allowance for process start, load and first run."""
     policy = spec.policy
-    timeout_s = (
+    return (
         policy.warmup_s
         + spec.scenario.duration_s(policy.max_s)
         + policy.idle_baseline_s
         + (policy.cool_timeout_s if policy.cool_below_c is not None else 0.0)
         + TRIAL_OVERHEAD_S
     )
+
+
+def expand(spec: CampaignSpec, devices: list[DeviceInfo], artifacts: list[ArtifactInfo]) -> Plan:
+    chosen = select_devices(spec, devices)
+    _check_selection(spec, devices, artifacts, chosen)
+    by_key = {(a.name, a.format, a.precision): a for a in artifacts}
+    timeout_s = trial_timeout_s(spec)
     plan = Plan(devices=[d.name for d in chosen])
     # By class, a trial runs once on any device of the class: spread over them, least loaded
     # and online first. By name or tag, it runs on every selected device.
@@ -322,21 +360,7 @@ def expand(spec: CampaignSpec, devices: list[DeviceInfo], artifacts: list[Artifa
         configurations.append((device, artifact, {**base, "runtime_options": options}))
         if len(configurations) * spec.runs > MAX_TRIALS:
             raise PlanError(f"the campaign expands to more than {MAX_TRIALS} trials; split it")
-    # Runs are interleaved (A B C A B C ...), as asv interleaves its rounds: slow drift of
-    # the device lands on every configuration alike, not on whichever ran last.
-    for run in range(1, spec.runs + 1):
-        for device, artifact, config in configurations:
-            plan.trials.append(
-                PlannedTrial(
-                    device=device.name,
-                    model_id=artifact.model_id,
-                    scenario=spec.scenario.kind,
-                    scenario_params=spec.scenario.params(),
-                    repeat=run,
-                    timeout_s=timeout_s,
-                    **config,
-                )
-            )
+    plan.trials = interleaved_runs(spec, configurations, timeout_s)
     if not plan.trials:
         raise PlanError(
             "the campaign has no runnable trial: "

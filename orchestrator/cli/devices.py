@@ -255,7 +255,10 @@ def provision(
     name: Optional[str] = typer.Option(None, help="Device name (default: the host)."),
     tags: Optional[str] = typer.Option(None, help="Comma-separated tags, e.g. lab,usb3."),
     runtime: Optional[List[str]] = typer.Option(
-        None, "--runtime", help="onnxruntime (default), litert, openvino; repeat for several."
+        None,
+        "--runtime",
+        help="A runtime extra of the agent: onnxruntime (default), litert, openvino, tvm; "
+        "repeat for several.",
     ),
     python: Optional[str] = typer.Option(
         None, help="The device's Python, 3.9 or newer (default: python3)."
@@ -289,15 +292,9 @@ def provision(
 ) -> None:
     """Install an agent on a device over SSH, start it, and wait until it registers."""
     _require_fabric()
-    from pydantic import ValidationError
-
-    from orchestrator.provisioning import ProvisionError, installer
+    from orchestrator.provisioning import installer
     from orchestrator.provisioning.fleet import run_parallel
-    from orchestrator.provisioning.inventory import field_errors, load_inventory
-    from orchestrator.provisioning.request import HostRequest
 
-    if (target is None) == (inventory is None):
-        fail("give either a device (user@host) or --inventory FILE")
     given = {
         "tags": tags,
         "runtimes": runtime or None,
@@ -307,29 +304,11 @@ def provision(
         "env": _parse_env(env) if env else None,
         "service": service,
     }
-    given = {key: value for key, value in given.items() if value is not None}
-    settings = Settings()
-    try:
-        if inventory is not None:
-            if name is not None:
-                fail("--name names one device: give each host its name in the inventory")
-            requests = load_inventory(inventory, base=given)
-        else:
-            requests = [HostRequest.model_validate({**given, "host": target, "name": name})]
-    except ValidationError as exc:
-        fail("; ".join(problem.lstrip(".") for problem in field_errors(exc, "")))
-    except ProvisionError as exc:
-        fail(str(exc))
-
+    requests = _host_requests(target, inventory, name, given)
     single = inventory is None
-    status = console.status("connecting...") if single else None
-
-    def progress(device: str, step: str) -> None:
-        if status is not None:
-            status.update(f"{device}: {step}...")
-
+    status, progress = _single_device_status(single)
     options = _run_options(
-        settings, known_hosts, accept_new_host_key, broker_url, index_url, wait_s, progress, True
+        Settings(), known_hosts, accept_new_host_key, broker_url, index_url, wait_s, progress, True
     )
     if not single:
         console.print(f"provisioning {len(requests)} device(s), {parallel} at a time")
@@ -345,6 +324,45 @@ def provision(
     failed = _print_results(results)
     if failed:
         raise typer.Exit(1)
+
+
+def _single_device_status(single: bool) -> tuple:
+    """(a console status line, the progress callback that updates it) for one device; for
+    an inventory (devices in parallel) neither shows anything."""
+    status = console.status("connecting...") if single else None
+
+    def progress(device: str, step: str) -> None:
+        if status is not None:
+            status.update(f"{device}: {step}...")
+
+    return status, progress
+
+
+def _host_requests(
+    target: Optional[str], inventory: Optional[Path], name: Optional[str], given: dict
+) -> list:
+    """The devices to provision, from one target or an inventory file, the command line's
+    options (those given) under each; an invalid one fails naming its field."""
+    from pydantic import ValidationError
+
+    from orchestrator.provisioning import ProvisionError
+    from orchestrator.provisioning.inventory import field_errors, load_inventory
+    from orchestrator.provisioning.request import HostRequest
+
+    if (target is None) == (inventory is None):
+        fail("give either a device (user@host) or --inventory FILE")
+    given = {key: value for key, value in given.items() if value is not None}
+    try:
+        if inventory is not None:
+            if name is not None:
+                fail("--name names one device: give each host its name in the inventory")
+            return load_inventory(inventory, base=given)
+        return [HostRequest.model_validate({**given, "host": target, "name": name})]
+    except ValidationError as exc:
+        fail("; ".join(problem.lstrip(".") for problem in field_errors(exc, "")))
+    except ProvisionError as exc:
+        fail(str(exc))
+    return []  # fail() exits
 
 
 @app.command("deprovision")

@@ -330,6 +330,63 @@ def record_result(
     (a batch settles each campaign once)."""
     # Row lock: a concurrent cancel or dispatch waits, and we see its outcome (PostgreSQL).
     trial = _locked_trial(session, message.trial_id, locked)
+    _check_result_sender(trial, message, signature)
+    if trial.result is not None:
+        if trial.state != DONE:  # measured once already: that measurement stands
+            trial.state, trial.error = DONE, None
+            if settle:
+                settle_campaign(session, trial.campaign_id)
+        return "duplicate"
+    if trial.state in TERMINAL:
+        return f"ignored ({trial.state})"
+    trial.finished_at = utcnow()
+    trial.result_signature = signature
+    if message.status == "failed" or message.summary is None:
+        trial.state = FAILED
+        trial.error = message.error or "the agent reported a failure without a reason"
+        if settle:
+            settle_campaign(session, trial.campaign_id)
+        return "failed"
+    result = Result(
+        trial=trial,
+        attempt=message.attempt,
+        boot_id=message.boot_id,
+        **message.summary.model_dump(),
+        **measured_fields(message),
+    )
+    # Inserted at the next flush, with the samples: a batch inserts all its rows at once.
+    result.samples = ResultSamples(samples_ns=list(message.samples_ns))
+    session.add(result)
+    trial.state, trial.error = DONE, None
+    if message.unstable or message.throttled:
+        add_run(session, trial, "throttled" if message.throttled else "unstable")
+    if settle:
+        settle_campaign(session, trial.campaign_id)
+    return "stored"
+
+
+# What a result message says about which trial and agent it is (stored on the trial, or
+# above), not a figure of the measurement: every other field of it is a Result column.
+NOT_MEASURED = {
+    "trial_id", "attempt", "device", "boot_id", "status", "error", "summary", "samples_ns",
+    "sent_at",
+}  # fmt: skip
+
+
+def measured_fields(message: TrialResult) -> dict[str, Any]:
+    """The message's figures, each stored in the Result column of its name: a figure added
+    to TrialResult needs its column (and migration), no copy here."""
+    return {
+        name: getattr(message, name)
+        for name in type(message).model_fields
+        if name not in NOT_MEASURED
+    }
+
+
+def _check_result_sender(trial: Trial | None, message: TrialResult, signature: str | None) -> None:
+    """Refuse a result for a trial that was not sent to its sender, for an attempt never
+    sent, a different result for an attempt that has one (a replay), or one from another
+    agent process than the attempt went to."""
     if trial is None:
         raise Rejected("not_assigned", f"result for unknown trial {message.trial_id}")
     if trial.device.name != message.device:
@@ -354,65 +411,6 @@ def record_result(
             f"result for trial {trial.id} from agent process {message.boot_id[:8]}, "
             f"but attempt {trial.attempt} was sent to {trial.boot_id[:8]}"
         )
-    if trial.result is not None:
-        if trial.state != DONE:  # measured once already: that measurement stands
-            trial.state, trial.error = DONE, None
-            if settle:
-                settle_campaign(session, trial.campaign_id)
-        return "duplicate"
-    if trial.state in TERMINAL:
-        return f"ignored ({trial.state})"
-    now = utcnow()
-    trial.finished_at = now
-    trial.result_signature = signature
-    if message.status == "failed" or message.summary is None:
-        trial.state = FAILED
-        trial.error = message.error or "the agent reported a failure without a reason"
-        if settle:
-            settle_campaign(session, trial.campaign_id)
-        return "failed"
-    summary = message.summary
-    result = Result(
-        trial=trial,
-        attempt=message.attempt,
-        boot_id=message.boot_id,
-        **summary.model_dump(),
-        throughput_ips=message.throughput_ips,
-        load_ms=message.load_ms,
-        load_cached_ms=message.load_cached_ms,
-        first_inference_ms=message.first_inference_ms,
-        unstable=message.unstable,
-        peak_rss_mb=message.peak_rss_mb,
-        model_bytes=message.model_bytes,
-        runtime_version=message.runtime_version,
-        actual_device=message.actual_device,
-        fallback=message.fallback,
-        placement=message.placement,
-        environment=message.environment,
-        wall_s=message.wall_s,
-        scenario_report=message.scenario_report,
-        process_start_ms=message.process_start_ms,
-        import_ms=message.import_ms,
-        load_rss_delta_mb=message.load_rss_delta_mb,
-        throttled=message.throttled,
-        energy_meter=message.energy_meter,
-        idle_power_w=message.idle_power_w,
-        energy_mj_per_inference=message.energy_mj_per_inference,
-        fidelity_max_abs_error=message.fidelity_max_abs_error,
-        fidelity_cosine=message.fidelity_cosine,
-        fidelity_top1_agreement=message.fidelity_top1_agreement,
-        accuracy=message.accuracy,
-        accuracy_n=message.accuracy_n,
-    )
-    # Inserted at the next flush, with the samples: a batch inserts all its rows at once.
-    result.samples = ResultSamples(samples_ns=list(message.samples_ns))
-    session.add(result)
-    trial.state, trial.error = DONE, None
-    if message.unstable or message.throttled:
-        add_run(session, trial, "throttled" if message.throttled else "unstable")
-    if settle:
-        settle_campaign(session, trial.campaign_id)
-    return "stored"
 
 
 def add_run(session: Session, trial: Trial, reason: str) -> Trial | None:
