@@ -209,17 +209,12 @@ def application_call(model: LoadedModel, feed: Dict[str, Any]) -> Dict[str, Any]
 
 
 def timed_load(
-    runtime: RuntimeAdapter,
-    path: Path,
-    spec: TrialSpec,
-    options: Dict[str, Any],
-    shapes: Dict[str, Any],
+    runtime: RuntimeAdapter, path: Path, spec: TrialSpec, options: Dict[str, Any]
 ) -> Tuple[LoadedModel, int]:
     """(loaded model ready for the trial's input shapes, nanoseconds it took)."""
     t0 = time.perf_counter_ns()
     try:
         model = runtime.load(str(path), options)
-        model.prepare(shapes)  # runtimes with static shapes size them at load
     except Exception as exc:  # a runtime's own load error, reported as the trial's reason
         raise TrialError(f"{spec.runtime} could not load {spec.model}: {exc}") from None
     return model, time.perf_counter_ns() - t0
@@ -370,7 +365,7 @@ class Loaded:
 
 def load_model(
     runtime: RuntimeAdapter, path: Path, spec: TrialSpec, options: Dict[str, Any],
-    shapes: Dict[str, List[int]], env: Dict[str, Any],
+    env: Dict[str, Any],
 ) -> Loaded:  # fmt: skip
     """Import the runtime and load the model, each timed; with `cache`, load it a second
     time from the runtime cache the first load filled (an empty one, removed afterwards)."""
@@ -382,13 +377,13 @@ def load_model(
         cache_dir = tempfile.mkdtemp(prefix="edgebench-runtime-cache-")
         options["cache_dir"] = cache_dir
     rss_before = current_rss_mb()
-    model, load_ns = timed_load(runtime, path, spec, options, shapes)
+    model, load_ns = timed_load(runtime, path, spec, options)
     rss_after = current_rss_mb()
     load_cached_ns = None
     if cache_dir is not None:
         if model.runtime_cache:
             model.close()
-            model, load_cached_ns = timed_load(runtime, path, spec, options, shapes)
+            model, load_cached_ns = timed_load(runtime, path, spec, options)
         else:
             env["runtime_cache"] = (
                 f"{spec.runtime} on {spec.requested_device} keeps no model cache: loaded once"
@@ -408,13 +403,13 @@ class Timed:
 
 
 def time_model(
-    spec: TrialSpec, model: LoadedModel, sample: Optional[Dict[str, Any]],
+    spec: TrialSpec, model: LoadedModel, registered: List[Dict[str, Any]],
+    sample: Optional[Dict[str, Any]],
     reference: Optional[Dict[str, Any]], meter: Optional[energy.EnergyMeter],
     idle_w: Optional[float], before: Dict[str, Any], root: Path, env: Dict[str, Any],
 ) -> Timed:  # fmt: skip
     """First inference, warm-up, the measured scenario, the application's call and the
     runtime's own clock beside it, placement, then fidelity against the reference."""
-    registered = [node.model_dump() for node in spec.inputs]
     feed = make_feed(registered, spec.batch_size, sample=sample, declared=model.inputs())
     t0 = time.perf_counter_ns()
     model.run(feed)
@@ -463,9 +458,11 @@ def run_trial(
     runtime = installed_runtime(spec.runtime)
     meter, idle_w = meter_and_idle_power(spec.policy, root, energy_command)
     options = load_options(spec, registered, shapes)
-    loaded = load_model(runtime, path, spec, options, shapes, env)
+    loaded = load_model(runtime, path, spec, options, env)
     try:
-        timed = time_model(spec, loaded.model, sample, reference, meter, idle_w, before, root, env)
+        timed = time_model(
+            spec, loaded.model, registered, sample, reference, meter, idle_w, before, root, env
+        )
     finally:
         loaded.model.close()
         if loaded.cache_dir is not None:

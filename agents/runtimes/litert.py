@@ -27,13 +27,6 @@ GPU_LIBRARY = "libtensorflowlite_gpu_delegate.so"
 EDGETPU_MARKER = b"edgetpu-custom-op"
 
 
-def _interpreter_module() -> Any:
-    for name in MODULES:
-        if importlib.util.find_spec(name.split(".")[0]) is not None:
-            return importlib.import_module(name)
-    raise ImportError("neither ai_edge_litert nor tflite_runtime is installed")
-
-
 def _library_present(name: str) -> bool:
     try:
         ctypes.CDLL(name)
@@ -193,7 +186,7 @@ class LiteRtAdapter(RuntimeAdapter):
         return {"EdgeTPU": ["int8"], "GPU": ["fp32", "fp16"]}.get(device, ["fp32", "fp16", "int8"])
 
     def load(self, path: str, options: Optional[Dict[str, Any]] = None) -> LoadedLiteRtModel:
-        module = _interpreter_module()
+        module = importlib.import_module(self.import_name)
         options = options or {}
         device = options.get("device", "CPU")
         if device not in ("CPU", "EdgeTPU", "GPU"):
@@ -221,6 +214,7 @@ class LiteRtAdapter(RuntimeAdapter):
         interpreter.allocate_tensors()
         loaded = LoadedLiteRtModel(interpreter, device, delegate_name)
         loaded.threads = kwargs.get("num_threads")
+        loaded.prepare(options.get("trial_shapes") or {})  # static tensors: sized at load
         return loaded
 
 

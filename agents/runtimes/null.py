@@ -67,13 +67,7 @@ class LoadedNullModel(LoadedModel):
 
 class NullAdapter(RuntimeAdapter):
     name = "null"
-
-    @property
-    def import_name(self) -> str:
-        return "time"  # nothing to import: a module every Python has
-
-    def available(self) -> bool:
-        return True
+    import_candidates = ("time",)  # nothing to import: a module every Python has
 
     def version(self) -> Optional[str]:
         return "0"

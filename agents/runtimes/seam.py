@@ -59,11 +59,6 @@ class LoadedModel(ABC):
         (fidelity then compares the outputs in order, without names)."""
         return []
 
-    def prepare(self, shapes: Dict[str, List[int]]) -> None:
-        """Size the model for the trial's concrete input shapes, for runtimes with static
-        shapes (LiteRT's resize_tensor_input); part of the timed load. Default: nothing."""
-        return None
-
     def internal_latency_ms(self) -> Optional[float]:
         """The runtime's own measure of the last inference (what its vendor's tool
         reports), or None where the runtime keeps no such clock (the default)."""
@@ -112,9 +107,10 @@ class RuntimeAdapter(ABC):
 
     @abstractmethod
     def load(self, path: str, options: Optional[Dict[str, Any]] = None) -> LoadedModel:
-        """Load the model file for a trial. `options`: device, precision, input_shapes
-        (registered, the batch None), trial_shapes (every query's exact shapes), cache_dir
-        and the runtime options of the trial's spec."""
+        """Load the model file for a trial, ready for its queries (timed as its load).
+        `options`: device, precision, input_shapes (registered, the batch None),
+        trial_shapes (every query's exact shapes: what runtimes with static tensors size
+        themselves to, or compile for), cache_dir and the runtime options of the spec."""
 
 
 def _installed(module: str) -> bool:

@@ -82,22 +82,19 @@ class CompiledShapes:
     def __init__(self, path: str, device_name: str, cache_dir: Optional[str]) -> None:
         import onnx
 
-        self.model = onnx.load(path)
+        tvm = _tvm()
+        with open(path, "rb") as handle:
+            data = handle.read()
+        self.model = onnx.load_from_string(data)
+        self.model_sha = hashlib.sha256(data).hexdigest()
         self.device_name = device_name
         self.cache_dir = cache_dir
-        with open(path, "rb") as handle:
-            self.model_sha = hashlib.sha256(handle.read()).hexdigest()
+        self.target = tvm.target.Target("cuda" if device_name == "CUDA" else "llvm")
+        self.device = tvm.cuda(0) if device_name == "CUDA" else tvm.cpu(0)
         initialized = {init.name for init in self.model.graph.initializer}
         self.input_names = [i.name for i in self.model.graph.input if i.name not in initialized]
         self.compile_ms: Optional[float] = None
         self.from_cache = False
-
-    def target(self) -> Any:
-        return _tvm().target.Target("cuda" if self.device_name == "CUDA" else "llvm")
-
-    def device(self) -> Any:
-        tvm = _tvm()
-        return tvm.cuda(0) if self.device_name == "CUDA" else tvm.cpu(0)
 
     def vm(self, shapes: Dict[str, List[int]]) -> Any:
         """A Relax virtual machine running the model at these shapes."""
@@ -114,17 +111,17 @@ class CompiledShapes:
             model = shapes_folded(self.model, shapes)
             module = from_onnx(model, shape_dict=shapes, keep_params_in_input=False)
             build = getattr(tvm, "compile", None) or relax.build  # tvm.compile from 0.20
-            executable = build(module, target=self.target())
+            executable = build(module, target=self.target)
             if cached is not None:
                 executable.export_library(cached)
         self.compile_ms = (time.perf_counter() - started) * 1e3
-        return relax.VirtualMachine(executable, self.device())
+        return relax.VirtualMachine(executable, self.device)
 
     def _cache_path(self, shapes: Dict[str, List[int]]) -> Optional[str]:
         if not self.cache_dir:
             return None
         key = json.dumps(
-            [self.model_sha, shapes, str(self.target()), _tvm().__version__], sort_keys=True
+            [self.model_sha, shapes, str(self.target), _tvm().__version__], sort_keys=True
         )
         return os.path.join(self.cache_dir, hashlib.sha256(key.encode()).hexdigest() + ".so")
 
@@ -134,7 +131,7 @@ class LoadedTvmModel(LoadedModel):
         self._compiled = compiled
         self._shapes = shapes
         self._vms: Dict[str, Any] = {self._key(shapes): compiled.vm(shapes)}
-        self._device = compiled.device()
+        self._device = compiled.device
         self._last: Any = None
         self.applied: Dict[str, Any] = {}
         self.runtime_cache = bool(compiled.cache_dir)
@@ -193,8 +190,8 @@ class LoadedTvmModel(LoadedModel):
             "requested_device": device,
             "actual_device": device,
             "fallback": False,
-            "target_kind": self._compiled.target().kind.name,  # llvm, cuda
-            "target": str(self._compiled.target()),
+            "target_kind": self._compiled.target.kind.name,  # llvm, cuda
+            "target": str(self._compiled.target),
             "schedules": SCHEDULES,
             "compile_ms": self._compiled.compile_ms,
             "loaded_from_cache": self._compiled.from_cache,
