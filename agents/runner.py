@@ -359,6 +359,7 @@ class Loaded:
     import_ns: int
     load_ns: int
     load_cached_ns: Optional[int]
+    compile_ms: Optional[float]  # the first load's (LoadedModel.compile_ms)
     load_rss_delta_mb: Optional[float]
     cache_dir: Optional[str]
 
@@ -379,7 +380,7 @@ def load_model(
     rss_before = current_rss_mb()
     model, load_ns = timed_load(runtime, path, spec, options)
     rss_after = current_rss_mb()
-    load_cached_ns = None
+    compile_ms, load_cached_ns = model.compile_ms, None
     if cache_dir is not None:
         if model.runtime_cache:
             model.close()
@@ -389,7 +390,7 @@ def load_model(
                 f"{spec.runtime} on {spec.requested_device} keeps no model cache: loaded once"
             )
     delta = rss_after - rss_before if rss_after is not None and rss_before is not None else None
-    return Loaded(model, import_ns, load_ns, load_cached_ns, delta, cache_dir)
+    return Loaded(model, import_ns, load_ns, load_cached_ns, compile_ms, delta, cache_dir)
 
 
 @dataclass
@@ -504,6 +505,7 @@ def result_fields(
         "import_ms": loaded.import_ns / 1e6,
         "load_ms": loaded.load_ns / 1e6,
         "load_cached_ms": load_cached_ns / 1e6 if load_cached_ns is not None else None,
+        "compile_ms": loaded.compile_ms,
         "first_inference_ms": timed.first_ns / 1e6,
         "peak_rss_mb": peak_rss_mb(),
         "load_rss_delta_mb": loaded.load_rss_delta_mb,

@@ -16,7 +16,7 @@ NEUTRAL = "#8c8c8c"
 
 def grouped_bars(frame: pd.DataFrame, chosen: Metric) -> alt.Chart:
     """One bar per device × runtime/precision; latency metrics get a p50–p99 span."""
-    column = chosen.column
+    column = chosen.name
     tooltip = ["device", "setup", alt.Tooltip(f"{column}:Q", title=chosen.title, format=".4g")]
     base = alt.Chart(frame).encode(
         x=alt.X("device:N", title="device", axis=alt.Axis(labelAngle=0, labelLimit=LABEL_LIMIT)),

@@ -13,6 +13,7 @@ import json
 from statistics import median
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+from agents.contract import metrics
 from orchestrator.across_runs import configuration_figures
 
 # A configuration whose run medians vary more than this between runs is flagged unstable.
@@ -22,11 +23,9 @@ KEY_FIELDS = (
     "campaign_id", "device", "model", "runtime", "requested_device", "precision",
     "batch_size", "scenario", "scenario_params", "runtime_options", "input_shapes",
 )  # fmt: skip
-# Figures that are a property of each run: the configuration shows their median over runs.
-PER_RUN_MEDIANS = (
-    "p90_ms", "p99_ms", "throughput_ips", "load_ms", "first_inference_ms", "peak_rss_mb",
-    "energy_mj_per_inference", "accuracy", "fidelity_cosine",
-)  # fmt: skip
+# Figures that are a property of each run: the configuration shows their median over runs
+# (its p50 is the across-runs figure of orchestrator.across_runs).
+PER_RUN_MEDIANS = tuple(m.name for m in metrics.METRICS if m.per_run and m.name != "p50_ms")
 
 
 def config_key(
@@ -86,7 +85,6 @@ def configuration_row(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
             sorted({str(r["actual_device"]) for r in measured if r.get("actual_device")})
         )
         or None,
-        model_bytes=first.get("model_bytes"),
         run_p50s_ms=[r["p50_ms"] for r in measured],
         unstable_runs=sum(1 for r in measured if r.get("unstable")),
         throttled=any(r.get("throttled") for r in measured),

@@ -14,7 +14,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional
+from typing import Any, Dict, List, Literal, Optional, Tuple, Type
 
 if sys.version_info >= (3, 9):
     from typing import Annotated
@@ -26,15 +26,21 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
+
+from agents.contract import metrics
+from agents.contract.metrics import Metric
 
 # 4: agent messages carry a signature (agents.contract.signing); registrations may name
 # the enrollment token their device key came from.
 # 5: trial specs name each input's batch axis and carry the model's sample input values;
 # latency summaries carry a robust spread (IQR, MAD, robust CV).
-SCHEMA_VERSION = 5
+# 6: results carry compile_ms (a metric added to agents.contract.metrics changes the result
+# message: a controller of the version before refuses it by name, not as an unknown field).
+SCHEMA_VERSION = 6
 
 CONTROL_QUEUE = "edgebench.control"
 INGEST_TASK = "edgebench.ingest"
@@ -262,30 +268,23 @@ class TrialStarted(_Message):
     sent_at: float
 
 
-class LatencySummary(_Message):
-    n: int
-    min_ms: float
-    max_ms: float
-    mean_ms: float
-    stdev_ms: float
-    cv: float
-    p50_ms: float
-    p90_ms: float
-    p95_ms: float
-    p99_ms: float
-    p999_ms: Optional[float] = None
-    median_ci_low_ms: Optional[float] = None
-    median_ci_high_ms: Optional[float] = None
-    p90_es_ms: Optional[float] = None
-    p99_es_ms: Optional[float] = None
-    # Robust spread: one hiccup among thousands of samples moves none of these.
-    iqr_ms: Optional[float] = None
-    mad_ms: Optional[float] = None
-    robust_cv: Optional[float] = None
+def _figures(name: str, declared: Tuple[Metric, ...]) -> Type[_Message]:
+    """A message of the declared figures (agents.contract.metrics): each of its kind,
+    required where declared so, else null when unmeasured."""
+    fields: Dict[str, Any] = {
+        m.name: (m.kind, ...) if m.required else (Optional[m.kind], None) for m in declared
+    }
+    return create_model(name, __base__=_Message, __module__=__name__, **fields)
 
 
-class TrialResult(_Message):
-    """What an agent measured, or why it could not. Unmeasured fields are null."""
+# The timed queries' latency summary (statistics.summarize_ns).
+LatencySummary = _figures("LatencySummary", metrics.SUMMARY)
+_ResultFigures = _figures("_ResultFigures", metrics.OUTSIDE_SUMMARY)
+
+
+class TrialResult(_ResultFigures):
+    """What an agent measured, or why it could not. Unmeasured fields are null. Its
+    figures (summary and the rest) are declared in agents.contract.metrics."""
 
     trial_id: TrialId
     attempt: int
@@ -293,32 +292,9 @@ class TrialResult(_Message):
     boot_id: str
     status: Literal["ok", "failed"]
     error: Optional[str] = None
-    runtime_version: Optional[str] = None
-    actual_device: Optional[str] = None
-    fallback: Optional[bool] = None
     placement: Dict[str, Any] = {}
-    summary: Optional[LatencySummary] = None
-    unstable: Optional[bool] = None
-    throughput_ips: Optional[float] = None
-    load_ms: Optional[float] = None
-    load_cached_ms: Optional[float] = None
-    first_inference_ms: Optional[float] = None
-    peak_rss_mb: Optional[float] = None
-    model_bytes: Optional[int] = None
-    wall_s: Optional[float] = None
+    summary: Optional[LatencySummary] = None  # type: ignore[valid-type]
     scenario_report: Dict[str, Any] = {}
-    process_start_ms: Optional[float] = None
-    import_ms: Optional[float] = None
-    load_rss_delta_mb: Optional[float] = None
-    throttled: Optional[bool] = None
-    energy_meter: Optional[str] = None
-    idle_power_w: Optional[float] = None
-    energy_mj_per_inference: Optional[float] = None
-    fidelity_max_abs_error: Optional[float] = None
-    fidelity_cosine: Optional[float] = None
-    fidelity_top1_agreement: Optional[float] = None
-    accuracy: Optional[float] = None
-    accuracy_n: Optional[int] = None
     samples_ns: List[int] = Field(default=[], max_length=MAX_SAMPLES)
     environment: Dict[str, Any] = {}
     sent_at: float

@@ -12,6 +12,7 @@ import importlib.util
 import inspect
 import os
 import tarfile
+import time
 from typing import Any, Callable, Dict, List, Optional
 
 from agents.runtimes.seam import LoadedModel, RuntimeAdapter
@@ -260,11 +261,18 @@ class OpenVinoAdapter(RuntimeAdapter):
 
         model = read_model(core, path)
         static = static_shapes(model, options.get("trial_shapes") or {})
-        if not static:
-            loaded = LoadedOpenVinoModel(compile_any_shape(), device, core)
-        else:
+        if static:
             model.reshape({name: _api().PartialShape(shape) for name, shape in static.items()})
-            loaded = LoadedOpenVinoModel(core.compile_model(model, device, config), device, core)
+        else:
+            fixed = registered_shapes(model, registered)
+            if fixed:
+                model.reshape(fixed)
+        started = time.perf_counter()
+        compiled = core.compile_model(model, device, config)
+        compile_ms = (time.perf_counter() - started) * 1e3
+        loaded = LoadedOpenVinoModel(compiled, device, core)
+        loaded.compile_ms = compile_ms
+        if static:
             loaded.static_shapes, loaded.compile_any_shape = static, compile_any_shape
         loaded.applied, loaded.runtime_cache = dict(config), bool(options.get("cache_dir"))
         if static:

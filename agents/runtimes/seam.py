@@ -27,6 +27,10 @@ class LoadedModel(ABC):
     # Whether a second load reads a cache the first one filled (OpenVINO's CACHE_DIR, a
     # compiled TVM module): the runner then times a second, cached load beside the first.
     runtime_cache: bool = False
+    # The part of the load spent compiling the model for its device at the trial's shapes
+    # (OpenVINO's compile_model, TVM's build; a read of the compiled module where the load
+    # found it in its cache), in ms; None where the runtime has no separate compile step.
+    compile_ms: Optional[float] = None
 
     @abstractmethod
     def inputs(self) -> List[Port]:

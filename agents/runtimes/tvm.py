@@ -131,6 +131,7 @@ class LoadedTvmModel(LoadedModel):
         self._compiled = compiled
         self._shapes = shapes
         self._vms: Dict[str, Any] = {self._key(shapes): compiled.vm(shapes)}
+        self.compile_ms = compiled.compile_ms  # at the trial's shapes (later ones: fidelity)
         self._device = compiled.device
         self._last: Any = None
         self.applied: Dict[str, Any] = {}
@@ -193,7 +194,6 @@ class LoadedTvmModel(LoadedModel):
             "target_kind": self._compiled.target.kind.name,  # llvm, cuda
             "target": str(self._compiled.target),
             "schedules": SCHEDULES,
-            "compile_ms": self._compiled.compile_ms,
             "loaded_from_cache": self._compiled.from_cache,
             "options": {k: str(v) for k, v in self.applied.items()},
         }

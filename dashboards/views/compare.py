@@ -27,8 +27,8 @@ box_plots = right.toggle(
 )
 
 rows = scope.result_groups(
-    metrics=list(dict.fromkeys([*dashboard_queries.INDEXED_METRICS, chosen.column])),
-    sort=chosen.column,
+    metrics=list(dict.fromkeys([*dashboard_queries.INDEXED_METRICS, chosen.name])),
+    sort=chosen.name,
     descending=descending,
 )
 if not rows:
@@ -37,7 +37,7 @@ if not rows:
 
 frame = pd.DataFrame(rows)
 frame["setup"] = [model_scope.setup_label(r) for r in rows]
-measured = frame[frame[chosen.column].notna()]
+measured = frame[frame[chosen.name].notna()]
 if box_plots:
     boxes = store_access.read(dashboard_queries.latency_boxes, list(frame["newest_trial_id"]))
     drawn = pd.DataFrame(
@@ -73,11 +73,9 @@ else:
 # The table: the keys, the runs and their spread, the chosen metric, every other measured.
 keys = ["device", "device_class", "setup", "scenario", "runs", "unstable"]
 spread = ["p50_low_ms", "p50_high_ms", "p50_interval_coverage", "between_run_cv"]
-others = [m for m in METRICS if m in frame and m != chosen.column and frame[m].notna().any()]
-table = frame[
-    keys + [chosen.column] + spread + others + ["fallback", "throttled", "newest_trial_id"]
-]
-table = table.rename(columns={m: METRICS[m].title for m in [chosen.column, *others]})
+others = [m for m in METRICS if m in frame and m != chosen.name and frame[m].notna().any()]
+table = frame[keys + [chosen.name] + spread + others + ["fallback", "throttled", "newest_trial_id"]]
+table = table.rename(columns={m: METRICS[m].title for m in [chosen.name, *others]})
 table["newest trial"] = "./trial_detail?trial=" + table.pop("newest_trial_id").astype(str)
 st.dataframe(
     table,

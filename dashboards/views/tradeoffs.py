@@ -58,13 +58,13 @@ st.caption(
 
 shown = 0
 for column, question, better in TRADEOFFS:
-    points = frame[frame[latency.column].notna() & frame[column].notna()].copy()
+    points = frame[frame[latency.name].notna() & frame[column].notna()].copy()
     if column in ("input_size", "input_elements") and points[column].nunique() < 2:
         continue  # one input size or shape: nothing to trade
     if points.empty:
         continue
     points["front"] = pareto.front(
-        points[latency.column].tolist(), points[column].tolist(), "lower", better
+        points[latency.name].tolist(), points[column].tolist(), "lower", better
     )
     y_title = {
         "input_size": "input size (px)",
@@ -72,7 +72,7 @@ for column, question, better in TRADEOFFS:
     }.get(column) or METRICS[column].title
     st.subheader(question)
     st.altair_chart(
-        charts.tradeoff_scatter(points, latency.column, latency.title, column, y_title),
+        charts.tradeoff_scatter(points, latency.name, latency.title, column, y_title),
         width="stretch",
     )
     shown += 1

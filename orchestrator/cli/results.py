@@ -8,11 +8,13 @@ import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 from rich.table import Table
 
+from agents.contract import metrics
+from agents.contract.metrics import TableColumn
 from orchestrator.cli.store_access import console, fail, open_sessions
 from orchestrator.configurations import MAX_BETWEEN_RUN_CV, configuration_row, group
 
@@ -44,11 +46,12 @@ def _runs_of(r: dict) -> str:
     return f"{r['runs']}/{r['runs_planned']}" if r["runs"] != r["runs_planned"] else str(r["runs"])
 
 
-def _accuracy(r: dict) -> str:
-    return _fmt(r["accuracy"] * 100, 1) + "%" if r["accuracy"] is not None else "—"
+def _metric_cell(column: TableColumn, name: str) -> Callable[[dict], str]:
+    return lambda r: column.cell(r[name])
 
 
 # (header, cell) of every column; the across-runs ones only when some configuration has runs.
+# Past p50, each metric declared with a table column (agents.contract.metrics), in order.
 COLUMNS = [
     ("device", lambda r: r["device"]),
     ("model", lambda r: r["model"]),
@@ -61,15 +64,7 @@ COLUMNS = [
     ("p50 ms", lambda r: _fmt(r["p50_ms"]) + ("*" if r["unstable"] else "")),
     ("p50 interval (coverage)", _interval),
     ("run cv", lambda r: _fmt(r["between_run_cv"], 3)),
-    ("p90 ms", lambda r: _fmt(r["p90_ms"])),
-    ("p99 ms", lambda r: _fmt(r["p99_ms"])),
-    ("items/s", lambda r: _fmt(r["throughput_ips"], 0)),
-    ("load ms", lambda r: _fmt(r["load_ms"], 1)),
-    ("RSS MB", lambda r: _fmt(r["peak_rss_mb"], 1)),
-    ("model MB", lambda r: _fmt(r["model_bytes"] / 1e6 if r["model_bytes"] else None, 2)),
-    ("accuracy", _accuracy),
-    ("fidelity", lambda r: _fmt(r["fidelity_cosine"], 5)),
-    ("mJ/item", lambda r: _fmt(r["energy_mj_per_inference"], 3)),
+    *((m.table.heading, _metric_cell(m.table, m.name)) for m in metrics.METRICS if m.table),
     ("status", _status_of),
 ]
 ACROSS_RUNS = {"p50 interval (coverage)", "run cv"}

@@ -21,6 +21,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from agents.contract import metrics
+from agents.contract.metrics import Metric
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -240,7 +243,23 @@ class Trial(Base):
     result: Mapped[Optional[Result]] = relationship(back_populates="trial", uselist=False)
 
 
-class Result(Base):
+def _metric_column(metric: Metric) -> Any:
+    """The store column of a declared metric: null unless it is a required summary figure."""
+    if metric.kind is str:
+        sql_type: Any = String(metric.length)
+    elif metric.kind is int:
+        sql_type = BigInteger if metric.wide else Integer
+    else:
+        sql_type = {float: Float, bool: Boolean}[metric.kind]
+    return mapped_column(sql_type, nullable=not metric.required)
+
+
+# A column per declared metric, mixed into Result: declaring a metric is its column here
+# (its migration adds it to existing stores).
+MetricColumns = type("MetricColumns", (), {m.name: _metric_column(m) for m in metrics.METRICS})
+
+
+class Result(MetricColumns, Base):
     """One measurement of a trial. Unique per trial: a redelivered result is not a second row."""
 
     __tablename__ = "results"
@@ -273,54 +292,10 @@ class Result(Base):
     trial_id: Mapped[str] = mapped_column(ForeignKey("trials.id"), unique=True)
     attempt: Mapped[int] = mapped_column(Integer)
     boot_id: Mapped[str] = mapped_column(String(64))
-    n: Mapped[int] = mapped_column(Integer)
-    min_ms: Mapped[float] = mapped_column(Float)
-    max_ms: Mapped[float] = mapped_column(Float)
-    mean_ms: Mapped[float] = mapped_column(Float)
-    stdev_ms: Mapped[float] = mapped_column(Float)
-    cv: Mapped[float] = mapped_column(Float)
-    p50_ms: Mapped[float] = mapped_column(Float)
-    p90_ms: Mapped[float] = mapped_column(Float)
-    p95_ms: Mapped[float] = mapped_column(Float)
-    p99_ms: Mapped[float] = mapped_column(Float)
-    p999_ms: Mapped[Optional[float]] = mapped_column(Float)
-    median_ci_low_ms: Mapped[Optional[float]] = mapped_column(Float)
-    median_ci_high_ms: Mapped[Optional[float]] = mapped_column(Float)
-    p90_es_ms: Mapped[Optional[float]] = mapped_column(Float)
-    p99_es_ms: Mapped[Optional[float]] = mapped_column(Float)
-    # Robust within-run spread (migration 0009); null on older results.
-    iqr_ms: Mapped[Optional[float]] = mapped_column(Float)
-    mad_ms: Mapped[Optional[float]] = mapped_column(Float)
-    robust_cv: Mapped[Optional[float]] = mapped_column(Float)
-    unstable: Mapped[Optional[bool]] = mapped_column(Boolean)
-    throughput_ips: Mapped[Optional[float]] = mapped_column(Float)
-    load_ms: Mapped[Optional[float]] = mapped_column(Float)
-    # A second load from the runtime's cache (OpenVINO model cache, TensorRT engines).
-    load_cached_ms: Mapped[Optional[float]] = mapped_column(Float)
-    first_inference_ms: Mapped[Optional[float]] = mapped_column(Float)
-    peak_rss_mb: Mapped[Optional[float]] = mapped_column(Float)
-    model_bytes: Mapped[Optional[int]] = mapped_column(BigInteger)
-    runtime_version: Mapped[Optional[str]] = mapped_column(String(64))
-    actual_device: Mapped[Optional[str]] = mapped_column(String(64))
-    fallback: Mapped[Optional[bool]] = mapped_column(Boolean)
+    # Every figure of agents.contract.metrics is a column of its name (MetricColumns).
     placement: Mapped[dict[str, Any]] = mapped_column(default=dict)
     environment: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    wall_s: Mapped[Optional[float]] = mapped_column(Float)
     scenario_report: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
-    process_start_ms: Mapped[Optional[float]] = mapped_column(Float)
-    import_ms: Mapped[Optional[float]] = mapped_column(Float)
-    load_rss_delta_mb: Mapped[Optional[float]] = mapped_column(Float)
-    throttled: Mapped[Optional[bool]] = mapped_column(Boolean)
-    energy_meter: Mapped[Optional[str]] = mapped_column(String(32))
-    idle_power_w: Mapped[Optional[float]] = mapped_column(Float)
-    energy_mj_per_inference: Mapped[Optional[float]] = mapped_column(Float)
-    # Output fidelity against the model's fp32 reference outputs, and top-1 accuracy on
-    # its labelled evaluation data: null when the model has no such data.
-    fidelity_max_abs_error: Mapped[Optional[float]] = mapped_column(Float)
-    fidelity_cosine: Mapped[Optional[float]] = mapped_column(Float)
-    fidelity_top1_agreement: Mapped[Optional[float]] = mapped_column(Float)
-    accuracy: Mapped[Optional[float]] = mapped_column(Float)
-    accuracy_n: Mapped[Optional[int]] = mapped_column(Integer)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     trial: Mapped[Trial] = relationship(back_populates="result")

@@ -56,7 +56,7 @@ def test_a_loaded_model_gets_the_declared_defaults(null_runtime):
     loaded = runtimes.adapter("null").load(str(null_runtime), {"input_shapes": {"x": [None, 4]}})
     assert isinstance(loaded, LoadedModel)
     assert loaded.outputs() == [] and loaded.internal_latency_ms() is None
-    assert loaded.runtime_cache is False
+    assert loaded.runtime_cache is False and loaded.compile_ms is None
 
 
 def test_the_runner_measures_the_null_runtimes_known_cost(null_runtime):

@@ -10,25 +10,22 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from agents.contract import metrics
 from orchestrator import configurations
 from orchestrator.store.models import TERMINAL, Campaign, Device, Model, Result, Trial, utcnow
 from orchestrator.store.repository import as_utc, is_online
 from orchestrator.store.session import session_factory
 
-# The fields `results export` writes, in order (DESIGN.md, user-facing interfaces).
+# The fields `results export` writes, in order (DESIGN.md, user-facing interfaces): what
+# identifies the run, every declared metric (agents.contract.metrics), then how it was set up.
 EXPORT_FIELDS = [
     "trial_id", "campaign", "campaign_id", "device", "device_class", "model", "runtime",
-    "runtime_version", "requested_device", "actual_device", "fallback", "precision",
-    "batch_size", "scenario", "repeat", "status", "error", "attempt", "n", "min_ms", "p50_ms",
-    "p90_ms", "p95_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "stdev_ms", "cv", "iqr_ms",
-    "mad_ms", "robust_cv", "unstable",
-    "median_ci_low_ms", "median_ci_high_ms", "p90_es_ms", "p99_es_ms", "throughput_ips",
-    "process_start_ms", "import_ms", "load_ms", "load_cached_ms", "first_inference_ms",
-    "peak_rss_mb", "load_rss_delta_mb", "model_bytes", "accuracy", "accuracy_n", "fidelity_cosine",
-    "fidelity_max_abs_error", "fidelity_top1_agreement", "energy_mj_per_inference",
-    "idle_power_w", "energy_meter", "throttled", "scenario_params", "scenario_report",
+    "requested_device", "precision", "batch_size", "scenario", "repeat", "status", "error",
+    "attempt", *(m.name for m in metrics.METRICS), "scenario_params", "scenario_report",
     "runtime_options", "input_shapes", "finished_at",
 ]  # fmt: skip
+# What a result row holds beside its metrics.
+RESULT_FIELDS = (*(m.name for m in metrics.METRICS), "scenario_report")
 
 
 def reader(url: str) -> sessionmaker[Session]:
@@ -240,17 +237,7 @@ def result_rows(
             finished_at=_iso(as_utc(trial.finished_at)),
         )
         if result is not None:
-            for name in (
-                "n", "min_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "p999_ms", "max_ms",
-                "mean_ms", "stdev_ms", "cv", "iqr_ms", "mad_ms", "robust_cv", "unstable",
-                "median_ci_low_ms", "median_ci_high_ms",
-                "p90_es_ms", "p99_es_ms", "throughput_ips", "load_ms", "first_inference_ms",
-                "peak_rss_mb", "model_bytes", "runtime_version", "actual_device", "fallback",
-                "process_start_ms", "import_ms", "load_rss_delta_mb", "energy_mj_per_inference",
-                "idle_power_w", "energy_meter", "throttled", "scenario_report", "accuracy",
-                "accuracy_n", "fidelity_cosine", "fidelity_max_abs_error",
-                "fidelity_top1_agreement", "load_cached_ms",
-            ):  # fmt: skip
+            for name in RESULT_FIELDS:
                 row[name] = getattr(result, name)
         rows.append(row)
     return rows

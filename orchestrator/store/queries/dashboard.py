@@ -11,12 +11,13 @@ from __future__ import annotations
 import functools
 import json
 import statistics
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 from sqlalchemy import Text, case, func, select
 from sqlalchemy.orm import Session
 
+from agents.contract import metrics
+from agents.contract.metrics import Metric
 from orchestrator import across_runs
 from orchestrator.configurations import MAX_BETWEEN_RUN_CV
 from orchestrator.store import queries
@@ -31,41 +32,8 @@ from orchestrator.store.models import (
     Trial,
 )
 
-
-@dataclass(frozen=True)
-class Metric:
-    column: str  # a Result column
-    label: str
-    unit: str
-    better: str  # "lower" or "higher"
-
-    @property
-    def title(self) -> str:
-        """Axis title: the label with its unit."""
-        return f"{self.label} ({self.unit})"
-
-
-METRICS: dict[str, Metric] = {
-    m.column: m
-    for m in (
-        Metric("p50_ms", "latency p50", "ms", "lower"),
-        Metric("p90_ms", "latency p90", "ms", "lower"),
-        Metric("p99_ms", "latency p99", "ms", "lower"),
-        Metric("mean_ms", "latency mean", "ms", "lower"),
-        Metric("throughput_ips", "throughput", "inferences/s", "higher"),
-        Metric("process_start_ms", "cold start: process start", "ms", "lower"),
-        Metric("import_ms", "cold start: runtime import", "ms", "lower"),
-        Metric("load_ms", "cold start: model load", "ms", "lower"),
-        Metric("first_inference_ms", "cold start: first inference", "ms", "lower"),
-        Metric("peak_rss_mb", "peak memory (RSS)", "MB", "lower"),
-        Metric("energy_mj_per_inference", "energy per inference", "mJ", "lower"),
-        Metric("accuracy", "top-1 accuracy", "fraction 0–1", "higher"),
-        Metric("fidelity_cosine", "fidelity: cosine to fp32 outputs", "−1–1", "higher"),
-        Metric("fidelity_top1_agreement", "fidelity: top-1 agreement", "fraction 0–1", "higher"),
-        Metric("fidelity_max_abs_error", "fidelity: max abs error", "output units", "lower"),
-        Metric("model_bytes", "model size", "bytes", "lower"),
-    )
-}
+# The metrics a user may pick in a menu, sort or plot by: those declared with menu=True.
+METRICS: dict[str, Metric] = {m.name: m for m in metrics.METRICS if m.menu}
 COLD_START_PARTS = ("process_start_ms", "import_ms", "load_ms", "first_inference_ms")
 # The metrics ix_results_dashboard holds: averaging them reads the index, not the rows.
 INDEXED_METRICS = tuple(
@@ -86,7 +54,7 @@ def metric(name: str) -> Metric:
 
 
 def _column(name: str):  # noqa: ANN202
-    return getattr(Result, metric(name).column)
+    return getattr(Result, metric(name).name)
 
 
 # -- the store as a whole ------------------------------------------------------------------
@@ -381,7 +349,7 @@ def _sorted(rows: list[dict[str, Any]], sort: str | None, descending: bool) -> l
     order = ("device", "runtime", "precision", "scenario", "runtime_options", "input_shapes")
     rows.sort(key=lambda r: tuple(str(r.get(k) or "") for k in order))
     if sort is not None:
-        column = metric(sort).column
+        column = metric(sort).name
         measured = [r for r in rows if r.get(column) is not None]
         missing = [r for r in rows if r.get(column) is None]
         measured.sort(key=lambda r: r[column], reverse=descending)
