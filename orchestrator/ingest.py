@@ -30,7 +30,7 @@ from agents.contract import (
 )
 from orchestrator.authentication import authenticate
 from orchestrator.store import repository
-from orchestrator.store.repository import Rejected, StoreError
+from orchestrator.store.repository import Outcome, Rejected, StoreError
 
 log = logging.getLogger("edgebench.ingest")
 
@@ -39,51 +39,51 @@ class TransientStoreError(RuntimeError):
     """The store could not be reached; the message should be delivered again."""
 
 
-def handle(sessions: sessionmaker[Session], raw: Any) -> str:
-    """Apply one message. Returns a short word for what happened (for logs and tests)."""
+def handle(sessions: sessionmaker[Session], raw: Any) -> Outcome:
+    """Apply one message. Returns what happened (repository.Outcome)."""
     try:
         message = parse(raw)
     except ContractError as exc:
         log.warning("rejected message: %s", exc)
-        return "rejected"
+        return Outcome.REJECTED
     wire = raw if isinstance(raw, dict) else json.loads(raw)
     try:
         with sessions.begin() as session:
             outcome = _apply(session, message, authenticate(session, wire, message))
     except Rejected as exc:
         _count(sessions, message, wire, exc)
-        return "rejected"
+        return Outcome.REJECTED
     except StoreError as exc:
         log.warning("refused %s: %s", type(message).__name__, exc)
-        return "refused"
+        return Outcome.REFUSED
     except IntegrityError:
         # Two deliveries of one result raced; the first one won.
         log.info("duplicate %s ignored", type(message).__name__)
-        return "duplicate"
+        return Outcome.DUPLICATE
     except OperationalError as exc:
         raise TransientStoreError(str(exc).splitlines()[0]) from exc
     except SQLAlchemyError as exc:  # the message does not fit the store; nothing was written
         log.error("could not store %s: %s", type(message).__name__, str(exc).splitlines()[0])
-        return "error"
+        return Outcome.ERROR
     if isinstance(message, (TrialResult, Registration)):
         log.info("%s from %s: %s", type(message).__name__, message.device, outcome)
     return outcome
 
 
-def handle_batch(sessions: sessionmaker[Session], raws: list[Any]) -> list[str]:
-    """Apply several messages in order; returns handle's word for each.
+def handle_batch(sessions: sessionmaker[Session], raws: list[Any]) -> list[Outcome]:
+    """Apply several messages in order; returns what happened to each (repository.Outcome).
 
     Registrations (which may enroll a device, changing whose key signs what follows) are
     applied on their own, in their place; the messages between them in one transaction.
     """
-    outcomes: list[str] = [""] * len(raws)
+    outcomes: list[Outcome] = [Outcome.ERROR] * len(raws)
     run: list[tuple[int, Any, Any, dict]] = []
     for index, raw in enumerate(raws):
         try:
             message = parse(raw)
         except ContractError as exc:
             log.warning("rejected message: %s", exc)
-            outcomes[index] = "rejected"
+            outcomes[index] = Outcome.REJECTED
             continue
         if isinstance(message, Registration):
             _apply_run(sessions, run, outcomes)
@@ -95,7 +95,7 @@ def handle_batch(sessions: sessionmaker[Session], raws: list[Any]) -> list[str]:
     return outcomes
 
 
-def _apply_run(sessions: sessionmaker[Session], run: list, outcomes: list[str]) -> None:
+def _apply_run(sessions: sessionmaker[Session], run: list, outcomes: list[Outcome]) -> None:
     """Heartbeats, starts and results in one transaction; one by one if any is refused."""
     if len(run) <= 1:
         for index, raw, _, _ in run:
@@ -151,14 +151,14 @@ def _apply(
     signature: str,
     locked: dict | None = None,
     devices: dict | None = None,
-) -> str:
+) -> Outcome:
     """`locked`, `devices`: the trials and devices a batch loaded beforehand."""
     if isinstance(message, Registration):
-        device = repository.register_device(session, message)
-        return f"registered {device.name}"
+        repository.register_device(session, message)
+        return Outcome.REGISTERED
     if isinstance(message, Heartbeat):
         repository.record_heartbeat(session, message, devices)
-        return "heartbeat"
+        return Outcome.HEARTBEAT
     if isinstance(message, TrialStarted):
         return repository.record_started(session, message, locked)
     if isinstance(message, TrialResult):

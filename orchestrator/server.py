@@ -19,6 +19,7 @@ from orchestrator.artifacts import http_server
 from orchestrator.controller_lease import ControllerLease
 from orchestrator.settings import Settings
 from orchestrator.store import migrate
+from orchestrator.store.repository import WAKES_SCHEDULER, Outcome
 from orchestrator.store.session import session_factory
 from orchestrator.transport import control_app
 
@@ -103,12 +104,12 @@ def register_ingest(app: Celery, sessions: sessionmaker[Session], wake: threadin
             outcomes = apply_waiting(app, sessions, raws)
         finally:
             self.ingesting = False
-        if any(o.startswith(("registered", "stored", "failed")) for o in outcomes):
+        if WAKES_SCHEDULER.intersection(outcomes):
             wake.set()
         return len(outcomes)
 
 
-def apply_waiting(app: Celery, sessions: sessionmaker[Session], raws: list) -> list[str]:
+def apply_waiting(app: Celery, sessions: sessionmaker[Session], raws: list) -> list[Outcome]:
     """Ingest a batch, waiting for the store while it is unreachable.
 
     The messages are acknowledged once this returns, so it does not return before they are
@@ -131,7 +132,7 @@ def apply_waiting(app: Celery, sessions: sessionmaker[Session], raws: list) -> l
             return one_by_one(sessions, raws)
 
 
-def one_by_one(sessions: sessionmaker[Session], raws: list) -> list[str]:
+def one_by_one(sessions: sessionmaker[Session], raws: list) -> list[Outcome]:
     outcomes = []
     for raw in raws:
         try:
@@ -139,7 +140,7 @@ def one_by_one(sessions: sessionmaker[Session], raws: list) -> list[str]:
                 outcomes.append(ingest.handle(sessions, raw))
         except Exception:  # logged loudly; the message is dropped
             log.exception("unexpected error while ingesting a message; dropped")
-            outcomes.append("error")
+            outcomes.append(Outcome.ERROR)
     return outcomes
 
 

@@ -8,6 +8,7 @@ import streamlit as st
 
 from dashboards import charts, first_run, model_scope, store_access
 from orchestrator.store import queries
+from orchestrator.store.queries import CampaignState
 from orchestrator.store.queries import dashboard as dashboard_queries
 
 REFRESH_S = 5
@@ -30,7 +31,7 @@ st.dataframe(
 )
 
 chosen = model_scope.pick_campaign(campaigns)
-running = next(c for c in campaigns if c["id"] == chosen)["state"] == "running"
+running = next(c for c in campaigns if c["id"] == chosen)["state"] == CampaignState.RUNNING
 
 
 @st.fragment(run_every=REFRESH_S if running else None)
@@ -39,7 +40,7 @@ def progress(campaign_id: int) -> None:
     st.subheader(f"{row['name']}: {row['state']}")
     done = row["finished"] / row["trials"] if row["trials"] else 0.0
     st.progress(done, text=f"{row['finished']} of {row['trials']} trials finished")
-    if row["state"] == "running":
+    if row["state"] == CampaignState.RUNNING:
         st.caption(f"Refreshing every {REFRESH_S} s while the campaign runs.")
     by_device = store_access.read(dashboard_queries.campaign_device_progress, campaign_id)
     if by_device:

@@ -9,6 +9,7 @@ import streamlit as st
 
 from dashboards import conditions, first_run, model_scope, store_access
 from orchestrator.store import queries
+from orchestrator.store.queries import TrialState
 from orchestrator.store.queries import dashboard as dashboard_queries
 
 TRIALS, DEVICES = "two trials", "two devices, one model"
@@ -26,7 +27,7 @@ def pick_trials() -> tuple[str | None, str | None]:
     labels = {
         c["trial_id"]: c["label"]
         for c in store_access.read(dashboard_queries.trial_choices, campaign)
-        if c["state"] == "done"
+        if c["state"] == TrialState.DONE
     }
     if len(labels) < 2:
         st.info("This campaign has fewer than two measured trials: pick another campaign.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from enum import Enum
 from typing import Any, Optional
 
 from sqlalchemy import (
@@ -32,15 +33,36 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-# Trial states. Terminal: done, failed, cancelled.
-PENDING, QUEUED, RUNNING, DONE, FAILED, CANCELLED = (
-    "pending",
-    "queued",
-    "running",
-    "done",
-    "failed",
-    "cancelled",
-)
+
+class Word(str, Enum):
+    """A state or outcome kept as its word: equal to that word, hashed and printed as it (so a set
+    or dict of the words the store returns finds it)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    __hash__ = str.__hash__
+
+
+class TrialState(Word):
+    """Where a trial is. Terminal: done, failed, cancelled."""
+
+    PENDING = "pending"  # planned, waiting for its device
+    QUEUED = "queued"  # sent to its device's queue
+    RUNNING = "running"  # its agent said it started
+    DONE = "done"  # measured
+    FAILED = "failed"  # could not be measured (its error says why)
+    CANCELLED = "cancelled"
+
+
+class CampaignState(Word):
+    RUNNING = "running"
+    DONE = "done"  # every trial measured
+    FINISHED_WITH_FAILURES = "finished with failures"
+    CANCELLED = "cancelled"
+
+
+PENDING, QUEUED, RUNNING, DONE, FAILED, CANCELLED = TrialState
 TERMINAL = (DONE, FAILED, CANCELLED)
 
 
@@ -173,7 +195,7 @@ class Campaign(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(128))
     spec: Mapped[dict[str, Any]] = mapped_column()
-    state: Mapped[str] = mapped_column(String(32), default="running")
+    state: Mapped[str] = mapped_column(String(32), default=CampaignState.RUNNING)
     skipped: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,6 +23,7 @@ from orchestrator.store.models import (
     RUNNING,
     TERMINAL,
     Campaign,
+    CampaignState,
     Device,
     DeviceCredential,
     EnrollmentToken,
@@ -31,6 +33,7 @@ from orchestrator.store.models import (
     Result,
     ResultSamples,
     Trial,
+    Word,
     utcnow,
 )
 
@@ -178,6 +181,29 @@ def upsert_card(session: Session, card: dict[str, Any]) -> ModelCard:
     return row
 
 
+log = logging.getLogger(__name__)
+
+
+class Outcome(Word):
+    """What applying one message did (orchestrator.ingest returns it for each message)."""
+
+    REGISTERED = "registered"  # a registration: the device is (re-)registered
+    HEARTBEAT = "heartbeat"
+    RUNNING = "running"  # a start: the trial is running
+    STALE = "stale"  # a start for a finished trial or a superseded attempt: nothing changed
+    STORED = "stored"  # a result stored
+    FAILED = "failed"  # a failure report: the trial failed, with its reason
+    DUPLICATE = "duplicate"  # a result already stored (a redelivery)
+    IGNORED = "ignored"  # a result for a trial cancelled or failed meanwhile
+    REJECTED = "rejected"  # refused for a security reason or as malformed (counted)
+    REFUSED = "refused"  # refused by the store's rules (an unknown device, a stale agent)
+    ERROR = "error"  # did not fit the store; nothing written
+
+
+# A batch with any of these may have freed a device or finished a campaign.
+WAKES_SCHEDULER = frozenset((Outcome.REGISTERED, Outcome.STORED, Outcome.FAILED))
+
+
 # -- campaigns -----------------------------------------------------------------------
 
 
@@ -186,7 +212,10 @@ def create_campaign(session: Session, spec: CampaignSpec, plan: Plan) -> Campaig
         d.name: d for d in session.scalars(select(Device).where(Device.name.in_(plan.devices)))
     }
     campaign = Campaign(
-        name=spec.name, spec=spec.model_dump(mode="json"), state="running", skipped=plan.skipped
+        name=spec.name,
+        spec=spec.model_dump(mode="json"),
+        state=CampaignState.RUNNING,
+        skipped=plan.skipped,
     )
     session.add(campaign)
     session.flush()
@@ -251,9 +280,9 @@ def settle_campaign(session: Session, campaign_id: int) -> None:
         return
     states = set(session.scalars(select(Trial.state).where(Trial.campaign_id == campaign_id)))
     campaign.state = (
-        "cancelled"
+        CampaignState.CANCELLED
         if CANCELLED in states
-        else ("done" if states <= {DONE} else "finished with failures")
+        else (CampaignState.DONE if states <= {DONE} else CampaignState.FINISHED_WITH_FAILURES)
     )
     campaign.finished_at = utcnow()
 
@@ -302,7 +331,7 @@ def _locked_trial(session: Session, trial_id: int, locked: dict[int, Trial] | No
 
 def record_started(
     session: Session, message: TrialStarted, locked: dict[int, Trial] | None = None
-) -> str:
+) -> Outcome:
     """`locked`: the trials lock_trials returned, when the caller locked a batch of them."""
     trial = _locked_trial(session, message.trial_id, locked)
     if trial is None:
@@ -310,9 +339,9 @@ def record_started(
     if trial.device.name != message.device:
         raise Rejected("not_assigned", f"trial {trial.id} is not assigned to {message.device}")
     if trial.state in TERMINAL or message.attempt != trial.attempt:
-        return "stale"
+        return Outcome.STALE
     trial.state, trial.started_at, trial.boot_id = RUNNING, utcnow(), message.boot_id
-    return "running"
+    return Outcome.RUNNING
 
 
 def record_result(
@@ -321,7 +350,7 @@ def record_result(
     signature: str | None = None,
     locked: dict[int, Trial] | None = None,
     settle: bool = True,
-) -> str:
+) -> Outcome:
     """Store a result once. Returns what happened: stored, failed, duplicate or ignored.
 
     `signature` is the message's; once a result finished the trial, the same signature again
@@ -336,9 +365,10 @@ def record_result(
             trial.state, trial.error = DONE, None
             if settle:
                 settle_campaign(session, trial.campaign_id)
-        return "duplicate"
-    if trial.state in TERMINAL:
-        return f"ignored ({trial.state})"
+        return Outcome.DUPLICATE
+    if trial.state in TERMINAL:  # cancelled, or failed at its lease: that stands
+        log.info("result for trial %s ignored: it is %s", trial.id, trial.state)
+        return Outcome.IGNORED
     trial.finished_at = utcnow()
     trial.result_signature = signature
     if message.status == "failed" or message.summary is None:
@@ -346,7 +376,7 @@ def record_result(
         trial.error = message.error or "the agent reported a failure without a reason"
         if settle:
             settle_campaign(session, trial.campaign_id)
-        return "failed"
+        return Outcome.FAILED
     result = Result(
         trial=trial,
         attempt=message.attempt,
@@ -362,7 +392,7 @@ def record_result(
         add_run(session, trial, "throttled" if message.throttled else "unstable")
     if settle:
         settle_campaign(session, trial.campaign_id)
-    return "stored"
+    return Outcome.STORED
 
 
 # What a result message says about which trial and agent it is (stored on the trial, or

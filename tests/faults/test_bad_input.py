@@ -309,7 +309,7 @@ def store(tmp_path_factory):
             enrollment_token=token_id,
         )
     )
-    assert ingest.handle(sessions, sign(registration, key)) == "registered dev-a"
+    assert ingest.handle(sessions, sign(registration, key)) == "registered"
     with sessions.begin() as session:
         build_and_register(session, home / "artifacts")
         spec = {

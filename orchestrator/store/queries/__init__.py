@@ -12,7 +12,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agents.contract import metrics
 from orchestrator import configurations
-from orchestrator.store.models import TERMINAL, Campaign, Device, Model, Result, Trial, utcnow
+from orchestrator.store.models import (
+    TERMINAL,
+    Campaign,
+    Device,
+    Model,
+    Result,
+    Trial,
+    TrialState,
+    utcnow,
+)
+from orchestrator.store.models import CampaignState as CampaignState  # for the dashboard
 from orchestrator.store.repository import as_utc, is_online
 from orchestrator.store.session import session_factory
 
@@ -53,7 +63,7 @@ def devices_overview(
     name: str | None = None,
 ) -> list[dict[str, Any]]:
     now = utcnow()
-    done = select(Trial.device_id, func.count()).where(Trial.state == "done")
+    done = select(Trial.device_id, func.count()).where(Trial.state == TrialState.DONE)
     query = select(Device).order_by(Device.name)
     if name is not None:
         done = done.join(Device, Trial.device_id == Device.id).where(Device.name == name)
@@ -120,10 +130,7 @@ def campaigns_overview(session: Session, campaign_id: int | None = None) -> list
                 "state": campaign.state,
                 "trials": total,
                 "finished": sum(states[s] for s in TERMINAL),
-                **{
-                    s: states[s]
-                    for s in ("pending", "queued", "running", "done", "failed", "cancelled")
-                },
+                **{s.value: states[s] for s in TrialState},
                 "skipped": len(campaign.skipped or []),
                 "created_at": as_utc(campaign.created_at),
                 "finished_at": as_utc(campaign.finished_at),
@@ -152,7 +159,7 @@ def campaign_trials(
     )
     for trial, device, model in session.execute(query):
         note = trial.note
-        if trial.state == "pending" and not is_online(device, now, offline_after_s):
+        if trial.state == TrialState.PENDING and not is_online(device, now, offline_after_s):
             note = f"waiting for device {device.name} to come online" + (
                 f"; {note}" if note else ""
             )
