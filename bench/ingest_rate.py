@@ -72,7 +72,7 @@ def prepare(url: str, results: int, workdir: Path) -> tuple:
             enrollment_token=token_id,
         )
         signed = sign(unsigned_envelope(registration), device_key(token_hash, name))
-        assert ingest.handle(sessions, signed) == f"registered {name}"
+        assert ingest.handle(sessions, signed) == "registered", name
     sent = []
     with sessions.begin() as session:
         build_and_register(session, workdir / "artifacts", ["mlp_digits"])
