@@ -26,7 +26,7 @@ from agents import artifact_fetch, runtimes
 from agents.contract import ArtifactRef, TrialSpec, statistics
 from agents.hardware import conditions
 from agents.measurement import energy, feeds, fidelity, loadgen, scenarios, timing
-from agents.runtimes import LoadedModel, RuntimeAdapter
+from agents.runtimes import LoadedModel, Placement, RuntimeAdapter
 from agents.settings import AgentSettings
 
 
@@ -399,7 +399,7 @@ class Timed:
 
     first_ns: int
     measured: Measured
-    placement: Dict[str, Any]
+    placement: Placement
     quality: Dict[str, Any]
 
 
@@ -496,9 +496,9 @@ def result_fields(
     return {
         "status": "ok",
         "runtime_version": runtime.version(),
-        "actual_device": placement.get("actual_device"),
-        "fallback": placement.get("fallback"),
-        "placement": placement,
+        "actual_device": placement.actual_device,
+        "fallback": placement.fallback,
+        "placement": placement.as_dict(),
         "summary": summary,
         "unstable": summary["robust_cv"] > spec.policy.max_cv,
         "throughput_ips": inferences / outcome.measured_s if outcome.measured_s > 0 else None,

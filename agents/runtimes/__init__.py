@@ -12,9 +12,17 @@ import os
 from importlib.metadata import entry_points
 from typing import Any, Dict, List
 
-from agents.runtimes.seam import LoadedModel, RuntimeAdapter
+from agents.runtimes.seam import LoadedModel, Placement, RuntimeAdapter
 
-__all__ = ["LoadedModel", "RuntimeAdapter", "RuntimeUnavailable", "adapter", "inventory", "names"]
+__all__ = [
+    "LoadedModel",
+    "Placement",
+    "RuntimeAdapter",
+    "RuntimeUnavailable",
+    "adapter",
+    "inventory",
+    "names",
+]
 
 GROUP = "edgebench.runtimes"
 # Runtimes for testing the harness, offered only where this variable is set (a device

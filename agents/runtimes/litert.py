@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
-from agents.runtimes.seam import LoadedModel, RuntimeAdapter
+from agents.runtimes.seam import LoadedModel, Placement, RuntimeAdapter
 
 # Interpreter modules, preferred first: tflite-runtime 2.14 breaks with numpy 2.
 MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
@@ -91,23 +91,24 @@ class LoadedLiteRtModel(LoadedModel):
         run_bound.outputs = lambda: [interpreter.get_tensor(d["index"]) for d in outputs]
         return run_bound
 
-    def placement(self) -> Dict[str, Any]:
+    def placement(self) -> Placement:
         partitions, fully = delegation(self._interpreter)
         applied = partitions > 0
         # XNNPACK is LiteRT's own CPU path: applied or not, the model ran on the CPU.
         actual = self._delegate if (self._delegate and applied) else "CPU"
-        return {
-            "interpreter": self._interpreter.__class__.__module__,
-            "delegate": (self._delegate or "XNNPACK") if applied else None,
-            "delegate_applied": applied,
-            "delegated_partitions": partitions,
-            "fully_delegated": fully,
-            "requested_device": self._requested,
-            "actual_device": actual,
-            "fallback": actual != self._requested or (self._delegate is not None and not fully),
-            "options": {"num_threads": self.threads} if self.threads else {},
-            "runtime_cache": False,
-        }
+        return Placement(
+            requested_device=self._requested,
+            actual_device=actual,
+            fallback=actual != self._requested or (self._delegate is not None and not fully),
+            options={"num_threads": self.threads} if self.threads else {},
+            detail={
+                "interpreter": self._interpreter.__class__.__module__,
+                "delegate": (self._delegate or "XNNPACK") if applied else None,
+                "delegate_applied": applied,
+                "delegated_partitions": partitions,
+                "fully_delegated": fully,
+            },
+        )
 
     def close(self) -> None:
         self._interpreter = None

@@ -13,7 +13,7 @@ import os
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-from agents.runtimes.seam import LoadedModel, Port, RuntimeAdapter
+from agents.runtimes.seam import LoadedModel, Placement, Port, RuntimeAdapter
 
 DEFAULT_COST_US = 200.0
 
@@ -58,8 +58,8 @@ class LoadedNullModel(LoadedModel):
         run_bound.outputs = lambda: self.run(feed)  # type: ignore[attr-defined]
         return run_bound
 
-    def placement(self) -> Dict[str, Any]:
-        return {"requested_device": "CPU", "actual_device": "CPU", "fallback": False}
+    def placement(self) -> Placement:
+        return Placement(requested_device="CPU", actual_device="CPU", fallback=False)
 
     def close(self) -> None:
         return None

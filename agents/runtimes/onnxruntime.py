@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional
 
-from agents.runtimes.seam import LoadedModel, RuntimeAdapter
+from agents.runtimes.seam import LoadedModel, Placement, RuntimeAdapter
 
 # Requested device name -> ONNX Runtime execution provider.
 PROVIDERS = {
@@ -59,17 +59,17 @@ class LoadedOnnxModel(LoadedModel):
         run_bound.outputs = lambda: [value.numpy() for value in binding.get_outputs()]
         return run_bound
 
-    def placement(self) -> Dict[str, Any]:
+    def placement(self) -> Placement:
         used = self._session.get_providers()
         actual = _DEVICE_OF.get(used[0], used[0]) if used else None
-        return {
-            "providers": used,
-            "requested_provider": self._requested,
-            "actual_device": actual,
-            "fallback": bool(used) and used[0] != self._requested,
-            "options": self.applied,
-            "runtime_cache": self.runtime_cache,
-        }
+        return Placement(
+            requested_device=_DEVICE_OF.get(self._requested, self._requested),
+            actual_device=actual,
+            fallback=bool(used) and used[0] != self._requested,
+            options=self.applied,
+            runtime_cache=self.runtime_cache,
+            detail={"providers": used, "requested_provider": self._requested},
+        )
 
     def close(self) -> None:
         self._session = None

@@ -15,7 +15,7 @@ import tarfile
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-from agents.runtimes.seam import LoadedModel, RuntimeAdapter
+from agents.runtimes.seam import LoadedModel, Placement, RuntimeAdapter
 
 # AUTO lets OpenVINO choose; whatever it picks is not a fallback.
 VIRTUAL_DEVICES = ("AUTO",)
@@ -135,7 +135,7 @@ class LoadedOpenVinoModel(LoadedModel):
         """OpenVINO's own measure of the last inference (what benchmark_app reports)."""
         return float(self._request.latency)
 
-    def placement(self) -> Dict[str, Any]:
+    def placement(self) -> Placement:
         try:
             executed = list(self._compiled.get_property("EXECUTION_DEVICES"))
         except RuntimeError:
@@ -153,17 +153,19 @@ class LoadedOpenVinoModel(LoadedModel):
             precision = self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         except RuntimeError:  # a plugin without the property
             precision = None
-        return {
-            "execution_devices": executed,
-            "inference_precision": precision,
-            "requested_device": self._requested,
-            "actual_device": actual,
-            "fallback": fallback,
-            "options": {k: str(v) for k, v in self.applied.items()},
-            "runtime_cache": self.runtime_cache,
-            "streams": _property(self._compiled, "NUM_STREAMS"),
-            "threads": _property(self._compiled, "INFERENCE_NUM_THREADS"),
-        }
+        return Placement(
+            requested_device=self._requested,
+            actual_device=actual,
+            fallback=fallback,
+            options={k: str(v) for k, v in self.applied.items()},
+            runtime_cache=self.runtime_cache,
+            detail={
+                "execution_devices": executed,
+                "inference_precision": precision,
+                "streams": _property(self._compiled, "NUM_STREAMS"),
+                "threads": _property(self._compiled, "INFERENCE_NUM_THREADS"),
+            },
+        )
 
     def close(self) -> None:
         self._request = None

@@ -13,10 +13,36 @@ from __future__ import annotations
 
 import importlib.util
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 # One input or output as a runtime describes it: name, shape (None where dynamic), dtype.
 Port = Dict[str, Any]
+
+
+@dataclass
+class Placement:
+    """Where a loaded model runs, in one shape for every runtime."""
+
+    requested_device: str  # the trial's device (CPU, GPU, an OpenVINO device, a delegate)
+    actual_device: Optional[str]  # where it ran; None where the runtime cannot say
+    fallback: Optional[bool]  # part or all of it ran elsewhere than requested; None: unknown
+    options: Dict[str, Any] = field(default_factory=dict)  # what the runtime applied
+    runtime_cache: bool = False  # loaded through the runtime's model cache
+    # The runtime's own account: providers, execution devices, delegate partitions, target.
+    detail: Dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> Dict[str, Any]:
+        """What the result stores: the runtime's detail beside the common fields, one flat
+        object (as results stored before this shape have it)."""
+        return {
+            **self.detail,
+            "requested_device": self.requested_device,
+            "actual_device": self.actual_device,
+            "fallback": self.fallback,
+            "options": self.options,
+            "runtime_cache": self.runtime_cache,
+        }
 
 
 class LoadedModel(ABC):
@@ -48,9 +74,8 @@ class LoadedModel(ABC):
         them (untimed)."""
 
     @abstractmethod
-    def placement(self) -> Dict[str, Any]:
-        """Where it ran: requested_device, actual_device, fallback (True where part or
-        all of it runs elsewhere than requested), and the runtime's own detail."""
+    def placement(self) -> Placement:
+        """Where it ran (asked after the measured run, before fidelity)."""
 
     @abstractmethod
     def close(self) -> None:

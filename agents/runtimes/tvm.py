@@ -21,7 +21,7 @@ import os
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-from agents.runtimes.seam import LoadedModel, Port, RuntimeAdapter
+from agents.runtimes.seam import LoadedModel, Placement, Port, RuntimeAdapter
 
 # What TVM's placement reports about the schedules it ran.
 SCHEDULES = "TVM defaults, untuned"
@@ -185,18 +185,21 @@ class LoadedTvmModel(LoadedModel):
         run_bound.outputs = lambda: _arrays(self._last)  # type: ignore[attr-defined]
         return run_bound
 
-    def placement(self) -> Dict[str, Any]:
+    def placement(self) -> Placement:
         device = self._compiled.device_name
-        return {
-            "requested_device": device,
-            "actual_device": device,
-            "fallback": False,
-            "target_kind": self._compiled.target.kind.name,  # llvm, cuda
-            "target": str(self._compiled.target),
-            "schedules": SCHEDULES,
-            "loaded_from_cache": self._compiled.from_cache,
-            "options": {k: str(v) for k, v in self.applied.items()},
-        }
+        return Placement(
+            requested_device=device,
+            actual_device=device,
+            fallback=False,
+            options={k: str(v) for k, v in self.applied.items()},
+            runtime_cache=self.runtime_cache,
+            detail={
+                "target_kind": self._compiled.target.kind.name,  # llvm, cuda
+                "target": str(self._compiled.target),
+                "schedules": SCHEDULES,
+                "loaded_from_cache": self._compiled.from_cache,
+            },
+        )
 
     def close(self) -> None:
         self._vms = {}

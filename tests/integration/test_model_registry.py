@@ -17,6 +17,7 @@ import pytest
 
 from agents import runner, runtimes
 from agents.contract import ArtifactRef, InputSpec, MeasurementPolicy, TrialSpec
+from agents.runtimes import Placement
 from orchestrator.artifacts.builtin_models import mlp
 from tests.conftest import run_cli
 
@@ -175,6 +176,36 @@ def test_litert_reports_its_delegate_and_partial_delegation(built):
     assert placement["delegate"] == "XNNPACK" and placement["delegate_applied"] is True
     # The dynamic-batch Flatten (SHAPE, STRIDED_SLICE, PACK, RESHAPE) stays outside XNNPACK.
     assert placement["delegated_partitions"] == 2 and placement["fully_delegated"] is False
+
+
+@pytest.mark.parametrize(
+    "runtime, fmt", [("onnxruntime", "onnx"), ("openvino", "openvino-ir"), ("litert", "tflite"),
+                     ("tvm", "onnx")],
+)  # fmt: skip
+def test_every_runtime_says_where_it_ran_in_one_shape(built, runtime, fmt):
+    """requested, actual, fallback, applied options and the runtime's own detail: the same
+    fields from every adapter (agents.runtimes.seam.Placement), so a page or a query reads
+    them without knowing the runtime."""
+    if runtime not in runtimes.names():
+        pytest.skip(f"{runtime} is not installed here")
+    home, _, _ = built
+    [(path,)] = rows(
+        home,
+        "select path from models where name='digits_cnn' and format=? and precision='fp32'",
+        fmt,
+    )
+    shapes = {"input": [1, 8, 8, 1]}  # digits_cnn's one input (8 x 8 digits), at batch 1
+    loaded = runtimes.adapter(runtime).load(path, {"device": "CPU", "trial_shapes": shapes})
+    try:
+        placement = loaded.placement()
+    finally:
+        loaded.close()
+    assert isinstance(placement, Placement)
+    assert placement.requested_device == "CPU" == placement.actual_device
+    assert placement.fallback is False
+    stored = placement.as_dict()
+    common = {"requested_device", "actual_device", "fallback", "options", "runtime_cache"}
+    assert common | set(placement.detail) == set(stored)
 
 
 def test_edgetpu_needs_a_compiled_model_and_says_so(built):

@@ -114,7 +114,7 @@ def test_load_inputs_run_placement(model_file, mlp):
         assert outputs[0].dtype == np.float32
         # the last layer is a softmax: each row sums to 1
         np.testing.assert_allclose(outputs[0].sum(axis=1), np.ones(3), rtol=1e-5)
-        placement = model.placement()
+        placement = model.placement().as_dict()
         assert placement["providers"] == ["CPUExecutionProvider"]
         assert placement["requested_provider"] == "CPUExecutionProvider"
         assert placement["actual_device"] == "CPU"
@@ -125,7 +125,7 @@ def test_load_inputs_run_placement(model_file, mlp):
 
 def test_load_defaults_to_cpu(model_file):
     model = runtimes.adapter("onnxruntime").load(str(model_file))
-    assert model.placement()["actual_device"] == "CPU"
+    assert model.placement().actual_device == "CPU"
     model.close()
 
 

@@ -52,7 +52,7 @@ def test_infer_without_sharing_arguments_is_called_the_2022_way():
 def test_a_plugin_without_execution_devices_reports_the_device_compiled_for(
     requested, executed, actual
 ):
-    placement = adapter.LoadedOpenVinoModel(Compiled2022(), requested).placement()
+    placement = adapter.LoadedOpenVinoModel(Compiled2022(), requested).placement().as_dict()
     assert placement["execution_devices"] == executed
     assert placement["actual_device"] == actual
     assert placement["fallback"] is (False if executed else None)

@@ -41,7 +41,7 @@ def test_openvino_reads_the_onnx_model_and_reports_where_it_ran(model):
     feed = runner.make_feed(loaded.inputs(), batch_size=3)
     [out] = loaded.run(feed)
     assert out.shape == (3, 10)
-    placement = loaded.placement()
+    placement = loaded.placement().as_dict()
     assert placement["execution_devices"] == ["CPU"]
     assert placement["actual_device"] == "CPU" and placement["fallback"] is False
     # fp32 asked, fp32 computed (OpenVINO's CPU default is bf16 on CPUs that have it).
@@ -52,7 +52,7 @@ def test_openvino_reads_the_onnx_model_and_reports_where_it_ran(model):
 def test_auto_is_not_a_fallback_whatever_it_picks(model):
     _, path = model
     loaded = runtimes.adapter("openvino").load(str(path), {"device": "AUTO"})
-    placement = loaded.placement()
+    placement = loaded.placement().as_dict()
     assert placement["actual_device"] and placement["fallback"] is False
 
 

@@ -48,7 +48,7 @@ def test_tvm_compiles_at_the_trial_shapes_and_agrees_with_onnxruntime(model):  #
     bound = loaded.bind(runner.make_feed(built.inputs, 4, seed=7))
     bound()
     assert bound.outputs()[0].shape == (4, 10)
-    placement = loaded.placement()
+    placement = loaded.placement().as_dict()
     assert placement["target_kind"] == "llvm" and placement["schedules"] == "TVM defaults, untuned"
     assert placement["actual_device"] == "CPU" and placement["fallback"] is False
     loaded.close()
