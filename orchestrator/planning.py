@@ -21,6 +21,7 @@ def device_infos(session: Session) -> list[DeviceInfo]:
         runtimes = {r["name"]: list(r.get("devices", [])) for r in found}
         precisions = {r["name"]: dict(r["precisions"]) for r in found if r.get("precisions")}
         formats = {r["name"]: dict(r["formats"]) for r in found if r.get("formats")}
+        options = {r["name"]: list(r["options"]) for r in found if r.get("options") is not None}
         infos.append(
             DeviceInfo(
                 name=device.name,
@@ -29,6 +30,7 @@ def device_infos(session: Session) -> list[DeviceInfo]:
                 runtimes=runtimes,
                 precisions=precisions,
                 formats=formats,
+                options=options,
                 online=repository.is_online(device, now, offline_after),
                 has_loadgen=(
                     bool((device.facts or {})["loadgen"])

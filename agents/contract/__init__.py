@@ -14,7 +14,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Tuple, Type
+from typing import Any, Dict, Iterable, List, Literal, Optional, Tuple, Type
 
 if sys.version_info >= (3, 9):
     from typing import Annotated
@@ -94,6 +94,27 @@ class RuntimeOptions(_Message):
     num_streams: Optional[int] = Field(None, ge=1, le=256)
     trt_fp16: Optional[bool] = None
     cache: bool = False
+
+    @classmethod
+    def taken_by(cls, runtime: str, *names: str) -> Type[_Message]:
+        """The options one runtime applies, as a model of those fields only (each adapter
+        declares its own: agents.runtimes.seam.RuntimeAdapter.options). `cache` is every
+        runtime's: the runner applies it (a runtime without a model cache loads once)."""
+        fields: Dict[str, Any] = {
+            name: (cls.model_fields[name].annotation, cls.model_fields[name])
+            for name in ("cache", *names)
+        }
+        return create_model(
+            f"{runtime.title()}Options", __base__=_Message, __module__=__name__, **fields
+        )
+
+
+def options_refused(runtime: str, refused: List[str], takes: Iterable[str]) -> str:
+    """Why a runtime refuses options it does not apply (said by the plan and the runner)."""
+    return (
+        f"{runtime} does not take runtime option {', '.join(refused)} "
+        f"(it takes: {', '.join(sorted(takes))})"
+    )
 
 
 class MeasurementPolicy(_Message):
@@ -217,6 +238,8 @@ class RuntimeFacts(BaseModel):
     precisions: Dict[Annotated[str, Field(max_length=64)], List[ShortText]] = {}
     # device -> model formats it loads, preferred first; absent from older agents.
     formats: Dict[Annotated[str, Field(max_length=64)], List[ShortText]] = {}
+    # The runtime options (RuntimeOptions fields) it applies; None from older agents.
+    options: Optional[List[Annotated[str, Field(max_length=64)]]] = None
 
 
 class HostFacts(BaseModel):

@@ -48,6 +48,7 @@ class Timeline:
         self._every_ns = int(every_s * 1e9)
         self._start: Optional[int] = None
         self._next = 0
+        self.spent_ns = 0  # time spent reading the probe: harness time, not the workload's
 
     def tick(self, now_ns: int) -> None:
         if self._start is None:
@@ -55,7 +56,9 @@ class Timeline:
         if now_ns < self._next:
             return
         self._next = now_ns + self._every_ns
+        probe_started = time.perf_counter_ns()
         reading = self._probe()
+        self.spent_ns += time.perf_counter_ns() - probe_started
         if any(value is not None for value in reading.values()):
             self.points.append({"t_s": round((now_ns - self._start) / 1e9, 3), **reading})
 

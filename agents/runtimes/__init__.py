@@ -78,6 +78,7 @@ def inventory() -> List[Dict[str, Any]]:
                     "devices": devices,
                     "precisions": {d: runtime.precisions(d) for d in devices},
                     "formats": {d: runtime.formats(d) for d in devices},
+                    "options": sorted(runtime.options.model_fields),
                 }
             )
     return found

@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
+from agents.contract import RuntimeOptions
 from agents.runtimes.seam import LoadedModel, Placement, RuntimeAdapter
 
 # Interpreter modules, preferred first: tflite-runtime 2.14 breaks with numpy 2.
@@ -158,6 +159,7 @@ class LiteRtAdapter(RuntimeAdapter):
     # older images (JetPack 5, older Raspberry Pi OS). The interpreter module itself, not
     # the package: ai_edge_litert's __init__ takes 8 ms, its interpreter ~290 ms.
     import_candidates = MODULES
+    options = RuntimeOptions.taken_by("litert", "threads")
 
     def version(self) -> Optional[str]:
         if not self.available():
@@ -208,7 +210,7 @@ class LiteRtAdapter(RuntimeAdapter):
         kwargs: Dict[str, Any] = {"model_content": model_bytes}
         if delegates:
             kwargs["experimental_delegates"] = delegates
-        threads = options.get("threads") or options.get("num_threads")
+        threads = options.get("threads")
         if threads:
             kwargs["num_threads"] = int(threads)
         interpreter = module.Interpreter(**kwargs)

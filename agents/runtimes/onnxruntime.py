@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional
 
+from agents.contract import RuntimeOptions
 from agents.runtimes.seam import LoadedModel, Placement, RuntimeAdapter
 
 # Requested device name -> ONNX Runtime execution provider.
@@ -78,6 +79,9 @@ class LoadedOnnxModel(LoadedModel):
 class OnnxRuntimeAdapter(RuntimeAdapter):
     name = "onnxruntime"
     import_candidates = ("onnxruntime",)
+    options = RuntimeOptions.taken_by(
+        "onnxruntime", "threads", "inter_op_threads", "graph_optimization", "trt_fp16"
+    )
 
     def version(self) -> Optional[str]:
         if not self.available():
@@ -114,7 +118,7 @@ class OnnxRuntimeAdapter(RuntimeAdapter):
             )
         session_options = onnxruntime.SessionOptions()
         applied: Dict[str, Any] = {}
-        threads = options.get("threads") or options.get("intra_op_threads")
+        threads = options.get("threads")
         if threads:
             session_options.intra_op_num_threads = applied["intra_op_threads"] = int(threads)
         if options.get("inter_op_threads"):

@@ -15,6 +15,7 @@ import tarfile
 import time
 from typing import Any, Callable, Dict, List, Optional
 
+from agents.contract import RuntimeOptions
 from agents.runtimes.seam import LoadedModel, Placement, RuntimeAdapter
 
 # AUTO lets OpenVINO choose; whatever it picks is not a fallback.
@@ -186,6 +187,7 @@ def _property(compiled: Any, name: str) -> Optional[str]:
 class OpenVinoAdapter(RuntimeAdapter):
     name = "openvino"
     import_candidates = ("openvino",)
+    options = RuntimeOptions.taken_by("openvino", "threads", "num_streams", "performance_hint")
 
     @property
     def import_name(self) -> str:

@@ -14,7 +14,11 @@ from __future__ import annotations
 import importlib.util
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Type
+
+from pydantic import BaseModel
+
+from agents.contract import RuntimeOptions
 
 # One input or output as a runtime describes it: name, shape (None where dynamic), dtype.
 Port = Dict[str, Any]
@@ -101,6 +105,13 @@ class RuntimeAdapter(ABC):
     # The modules that provide the runtime, in the order tried: the first one installed
     # is imported (and its import timed as the trial's cold start).
     import_candidates: Sequence[str] = ()
+    # The RuntimeOptions it applies (RuntimeOptions.taken_by): reported at registration, so
+    # a plan refuses an option the runtime would ignore, naming it; checked again at load.
+    options: Type[BaseModel] = RuntimeOptions.taken_by("no")
+
+    def refused_options(self, given: Dict[str, Any]) -> List[str]:
+        """The options in `given` (a spec's, defaults left out) this runtime does not take."""
+        return sorted(name for name in given if name not in self.options.model_fields)
 
     @property
     def import_name(self) -> str:

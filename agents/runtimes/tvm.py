@@ -21,6 +21,7 @@ import os
 import time
 from typing import Any, Callable, Dict, List, Optional
 
+from agents.contract import RuntimeOptions
 from agents.runtimes.seam import LoadedModel, Placement, Port, RuntimeAdapter
 
 # What TVM's placement reports about the schedules it ran.
@@ -209,6 +210,7 @@ class LoadedTvmModel(LoadedModel):
 class TvmAdapter(RuntimeAdapter):
     name = "tvm"
     import_candidates = ("tvm",)
+    options = RuntimeOptions.taken_by("tvm", "threads")
 
     def version(self) -> Optional[str]:
         if not self.available():

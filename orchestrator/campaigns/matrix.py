@@ -11,6 +11,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.contract import options_refused
 from orchestrator.campaigns.spec import (
     COMPUTES_IN,
     MAX_TRIALS,
@@ -42,6 +43,8 @@ class DeviceInfo:
     precisions: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     # runtime -> device -> model formats it loads, preferred first; empty when not said
     formats: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    # runtime -> the runtime options it applies; absent when its agent did not say
+    options: dict[str, list[str]] = field(default_factory=dict)
     online: bool = True
     # MLPerf LoadGen on the device (the mlperf_* scenarios); None: its agent did not say
     has_loadgen: bool | None = None
@@ -127,6 +130,15 @@ def resolve_variant(choice: ModelChoice, artifacts: list[ArtifactInfo]) -> tuple
     return choice.name, f"{choice.name} has no input size {choice.input_size} (built: {built})"
 
 
+def refused_options(device: DeviceInfo, runtime: RuntimeChoice) -> str | None:
+    """Why `runtime` on `device` would not apply the options the spec gives it (its agent
+    says which it takes), or None; an agent that does not say checks them at load."""
+    takes = device.options.get(runtime.name)
+    given = runtime.options.model_dump(exclude_defaults=True)
+    refused = sorted(name for name in given if takes is not None and name not in takes)
+    return options_refused(runtime.name, refused, takes or ()) if refused else None
+
+
 def loaded_formats(device: DeviceInfo, runtime: RuntimeChoice) -> tuple[str, ...] | None:
     """The formats `runtime` loads on `runtime.device` of `device`, preferred first: as its
     agent reported them, else as agents before that loaded them (None: not known)."""
@@ -198,6 +210,9 @@ def why_not(
             f"{runtime.name} on {device.name} offers no {runtime.device} (offers: {offered})",
             None,
         )
+    refused = refused_options(device, runtime)
+    if refused:
+        return refused, None
     if runs is not None and COMPUTES_IN.get(precision, precision) not in runs:
         return (
             f"{runtime.name} {runtime.device} on {device.name} runs no {precision} "

@@ -144,3 +144,19 @@ def test_multi_stream_counts_deadline_misses_and_dropped_slots():
     )
     assert paced.report["deadline_misses"] == 0 and paced.report["skipped_slots"] == 0
     assert paced.measured_s >= 9 * 0.05
+
+
+def test_reading_the_conditions_is_not_billed_to_a_back_to_back_run():
+    """The timeline's probe (sysfs reads, once a second) runs between two queries: the
+    measured window, and so throughput, leaves its time out."""
+    from agents.measurement.timing import Timeline
+
+    def slow_probe() -> dict:
+        time.sleep(0.05)
+        return {"hottest_c": 40.0}
+
+    timeline = Timeline(slow_probe)
+    rule = StoppingRule(0, 20, 0, 5.0, 20)
+    outcome = scenarios.run("single_stream", lambda: None, rule, timeline=timeline)
+    assert timeline.spent_ns >= 50e6 and len(outcome.samples_ns) == 20
+    assert outcome.measured_s < 0.02  # 20 empty calls, not the probe's 50 ms
