@@ -15,9 +15,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-import numpy as np
-
-from agents.contract import RuntimeOptions
+from agents.contract import RuntimeOptions, ports
 from agents.runtimes.seam import LoadedModel, Placement, RuntimeAdapter
 
 # Interpreter modules, preferred first: tflite-runtime 2.14 breaks with numpy 2.
@@ -50,10 +48,10 @@ class LoadedLiteRtModel(LoadedModel):
         self.threads: Optional[int] = None
 
     def inputs(self) -> List[Dict[str, Any]]:
-        return [_describe(d) for d in self._input_details]
+        return ports.litert_ports(self._input_details)
 
     def outputs(self) -> List[Dict[str, Any]]:
-        return [_describe(d) for d in self._output_details]
+        return ports.litert_ports(self._output_details)
 
     def prepare(self, shapes: Dict[str, List[int]]) -> None:
         """Size every input to the trial's shapes (LiteRT tensors are static once allocated):
@@ -113,19 +111,6 @@ class LoadedLiteRtModel(LoadedModel):
 
     def close(self) -> None:
         self._interpreter = None
-
-
-def _describe(detail: Dict[str, Any]) -> Dict[str, Any]:
-    signature = list(detail.get("shape_signature", detail["shape"]))
-    described = {
-        "name": detail["name"],
-        "shape": [int(d) if d >= 0 else None for d in signature],
-        "dtype": np.dtype(detail["dtype"]).name,
-    }
-    scale, zero_point = detail.get("quantization", (0.0, 0))
-    if scale:
-        described["quantization"] = [float(scale), int(zero_point)]
-    return described
 
 
 def delegation(interpreter: Any) -> tuple:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional
 
-from agents.contract import RuntimeOptions
+from agents.contract import RuntimeOptions, ports
 from agents.runtimes.seam import LoadedModel, Placement, RuntimeAdapter
 
 # Requested device name -> ONNX Runtime execution provider.
@@ -31,14 +31,7 @@ class LoadedOnnxModel(LoadedModel):
         self.runtime_cache = False
 
     def inputs(self) -> List[Dict[str, Any]]:
-        return [
-            {
-                "name": node.name,
-                "shape": [dim if isinstance(dim, int) else None for dim in node.shape],
-                "dtype": _numpy_dtype(node.type),
-            }
-            for node in self._session.get_inputs()
-        ]
+        return ports.onnxruntime_ports(self._session.get_inputs())
 
     def run(self, feed: Dict[str, Any]) -> List[Any]:
         return self._session.run(None, feed)
@@ -151,21 +144,3 @@ class OnnxRuntimeAdapter(RuntimeAdapter):
         loaded = LoadedOnnxModel(session, provider)
         loaded.applied, loaded.runtime_cache = applied, cached
         return loaded
-
-
-def _numpy_dtype(onnx_type: str) -> str:
-    mapping = {
-        "tensor(float)": "float32",
-        "tensor(float16)": "float16",
-        "tensor(double)": "float64",
-        "tensor(int8)": "int8",
-        "tensor(int16)": "int16",
-        "tensor(uint16)": "uint16",
-        "tensor(uint32)": "uint32",
-        "tensor(uint64)": "uint64",
-        "tensor(uint8)": "uint8",
-        "tensor(int32)": "int32",
-        "tensor(int64)": "int64",
-        "tensor(bool)": "bool",
-    }
-    return mapping.get(onnx_type, onnx_type)

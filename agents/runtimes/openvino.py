@@ -15,7 +15,7 @@ import tarfile
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-from agents.contract import RuntimeOptions
+from agents.contract import RuntimeOptions, ports
 from agents.runtimes.seam import LoadedModel, Placement, RuntimeAdapter
 
 # AUTO lets OpenVINO choose; whatever it picks is not a fallback.
@@ -80,18 +80,7 @@ class LoadedOpenVinoModel(LoadedModel):
         self._any_shape_request: Any = None
 
     def inputs(self) -> List[Dict[str, Any]]:
-        described = []
-        for port in self._compiled.inputs:
-            shape = port.get_partial_shape()
-            dims = [d.get_length() if d.is_static else None for d in shape]
-            described.append(
-                {
-                    "name": port.get_any_name(),
-                    "shape": dims,
-                    "dtype": port.get_element_type().to_dtype().name,
-                }
-            )
-        return described
+        return ports.openvino_ports(self._compiled.inputs)
 
     def run(self, feed: Dict[str, Any]) -> List[Any]:
         # Zero-copy in and out, as a tuned application does; outputs are views that the next

@@ -12,8 +12,7 @@ import os
 import tarfile
 from typing import Any
 
-import numpy as np
-
+from agents.contract import ports
 from orchestrator.artifacts.converters import IR_BIN, IR_XML
 
 # File suffix of each format in the content store.
@@ -33,7 +32,7 @@ class InvalidModel(ValueError):
 
 def describe(data: bytes, fmt: str) -> list[dict[str, Any]]:
     """The model's inputs as [{name, shape (None = dynamic), dtype}] (ONNX adds dim_names),
-    loading it to check."""
+    loading it to check: read as its runtime's adapter reads them (agents.contract.ports)."""
     try:
         if fmt == "onnx":
             return _onnx_inputs(data)
@@ -54,21 +53,7 @@ def _onnx_inputs(data: bytes) -> list[dict[str, Any]]:
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
     session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-    return [
-        {
-            "name": node.name,
-            "shape": [d if isinstance(d, int) else None for d in node.shape],
-            "dtype": _onnx_dtype(node.type),
-            # symbolic dimension names ("batch", "N"...), which say where the batch is
-            "dim_names": [d if isinstance(d, str) else None for d in node.shape],
-        }
-        for node in session.get_inputs()
-    ]
-
-
-def _onnx_dtype(type_name: str) -> str:
-    inner = type_name[len("tensor(") : -1] if type_name.startswith("tensor(") else type_name
-    return {"float": "float32", "double": "float64", "float16": "float16"}.get(inner, inner)
+    return ports.onnxruntime_ports(session.get_inputs())
 
 
 def tflite_interpreter(data: bytes) -> Any:
@@ -85,17 +70,7 @@ def tflite_interpreter(data: bytes) -> Any:
 
 
 def _tflite_inputs(data: bytes) -> list[dict[str, Any]]:
-    interpreter = tflite_interpreter(data)
-    described = []
-    for detail in interpreter.get_input_details():
-        signature = list(detail.get("shape_signature", detail["shape"]))
-        entry = {
-            "name": detail["name"],
-            "shape": [int(d) if d >= 0 else None for d in signature],
-            "dtype": np.dtype(detail["dtype"]).name,
-        }
-        described.append(entry)
-    return described
+    return ports.litert_ports(tflite_interpreter(data).get_input_details())
 
 
 def unpack_ir(data: bytes) -> tuple[bytes, bytes]:
@@ -117,15 +92,7 @@ def _openvino_inputs(data: bytes) -> list[dict[str, Any]]:
     import openvino
 
     xml, weights = unpack_ir(data)
-    model = openvino.Core().read_model(xml, weights)
-    return [
-        {
-            "name": port.get_any_name(),
-            "shape": [d.get_length() if d.is_static else None for d in port.get_partial_shape()],
-            "dtype": port.get_element_type().to_dtype().name,
-        }
-        for port in model.inputs
-    ]
+    return ports.openvino_ports(openvino.Core().read_model(xml, weights).inputs)
 
 
 def format_of(path: os.PathLike | str) -> str:
