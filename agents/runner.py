@@ -11,7 +11,6 @@ import importlib
 import json
 import os
 import platform
-import resource
 import shutil
 import signal
 import sys
@@ -25,7 +24,16 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from agents import artifact_fetch, runtimes
 from agents.contract import ArtifactRef, TrialSpec, options_refused, statistics
 from agents.hardware import conditions
-from agents.measurement import energy, feeds, fidelity, loadgen, scenarios, timing
+from agents.measurement import (
+    energy,
+    feeds,
+    fidelity,
+    loadgen,
+    memory,
+    overhead,
+    scenarios,
+    timing,
+)
 from agents.runtimes import LoadedModel, Placement, RuntimeAdapter
 from agents.settings import AgentSettings
 
@@ -110,31 +118,6 @@ def make_feed(
         raise TrialError(str(exc)) from None
 
 
-def _status_mb(field: str) -> Optional[float]:
-    """A memory field of /proc/self/status (Linux), in MB; None where unreadable."""
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def peak_rss_mb() -> Optional[float]:
-    """Peak resident memory of this trial process.
-
-    Linux: VmHWM, the high-water mark of this process image. Not ru_maxrss, which keeps the
-    larger resident size of the parent at fork (the agent, with its runtimes imported) across
-    exec, and so would report the agent's memory rather than the trial's.
-    """
-    if sys.platform.startswith("linux"):
-        return _status_mb("VmHWM")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
-
-
 def environment() -> Dict[str, Any]:
     env: Dict[str, Any] = {"python": platform.python_version(), "pid": os.getpid()}
     try:
@@ -150,61 +133,12 @@ def environment() -> Dict[str, Any]:
     return env
 
 
-def current_rss_mb() -> Optional[float]:
-    """Resident memory of this process now (Linux), or None where unreadable."""
-    return _status_mb("VmRSS")
-
-
-def harness_overhead_ns() -> int:
-    """Median cost of one timing-loop iteration around nothing, on this device now."""
-    rule = timing.StoppingRule(0, 2000, 0, 1.0, 2000)
-    return int(statistics.percentile(sorted(timing.time_runs(lambda: None, rule)), 50))
-
-
 def conditions_now(root: Path) -> Dict[str, Any]:
     """The hottest thermal zone and the mean current CPU clock: a timeline point."""
     clocks = [f for f in (conditions.current_freq_khz(root) or {}).values() if isinstance(f, int)]
     return {
         "hottest_c": conditions.hottest_c({"thermal_c": conditions.thermal_c(root)}),
         "freq_mhz": round(sum(clocks) / len(clocks) / 1000, 1) if clocks else None,
-    }
-
-
-INTERNAL_SAMPLES = 200
-
-
-def internal_latency(model: LoadedModel, feed: Dict[str, Any]) -> Dict[str, Any]:
-    """The runtime's own latency beside the latency of the call, over the same queries.
-
-    The difference is what the Python call adds (binding, copies, the GIL): it explains
-    why a runtime's own benchmark tool reports less than an application sees.
-    """
-    calls, internal = [], []
-    for _ in range(INTERNAL_SAMPLES):
-        t0 = time.perf_counter_ns()
-        model.run(feed)
-        calls.append(time.perf_counter_ns() - t0)
-        internal.append(model.internal_latency_ms())
-    call_p50 = statistics.percentile(sorted(calls), 50) / 1e6
-    internal_p50 = statistics.percentile(sorted(internal), 50)
-    return {
-        "n": INTERNAL_SAMPLES,
-        "call_p50_ms": call_p50,
-        "internal_p50_ms": internal_p50,
-        "call_overhead_ms": call_p50 - internal_p50,
-    }
-
-
-def application_call(model: LoadedModel, feed: Dict[str, Any]) -> Dict[str, Any]:
-    """The latency of the call an application makes (inputs passed, outputs returned as
-    arrays) beside the timed operation, over up to 200 queries or 1 s: the difference is
-    what binding and copying cost per query in this runtime's Python API."""
-    rule = timing.StoppingRule(0, 200, 0, 1.0, 200)
-    samples = sorted(timing.time_runs(lambda: model.run(feed), rule))
-    return {
-        "what": "run(feed): inputs passed and outputs returned as arrays on every call",
-        "n": len(samples),
-        "p50_ms": statistics.percentile(samples, 50) / 1e6,
     }
 
 
@@ -377,9 +311,9 @@ def load_model(
     if spec.runtime_options.cache:  # an empty cache: the first load fills it, the second reads it
         cache_dir = tempfile.mkdtemp(prefix="edgebench-runtime-cache-")
         options["cache_dir"] = cache_dir
-    rss_before = current_rss_mb()
+    rss_before = memory.current_rss_mb()
     model, load_ns = timed_load(runtime, path, spec, options)
-    rss_after = current_rss_mb()
+    rss_after = memory.current_rss_mb()
     compile_ms, load_cached_ns = model.compile_ms, None
     if cache_dir is not None:
         if model.runtime_cache:
@@ -422,9 +356,9 @@ def time_model(
     timing.warm_up(run_bound, spec.policy.warmup_s)
     measured = measure(spec, run_bound, meter, idle_w, before, root)
     env.update(measured.marks)
-    env["application_call"] = application_call(model, feed)
+    env["application_call"] = overhead.application_call(model, feed)
     if model.internal_latency_ms() is not None:  # the runtime keeps its own clock
-        env["runtime_internal"] = internal_latency(model, feed)
+        env["runtime_internal"] = overhead.internal_latency(model, feed)
     placement = model.placement()
     quality: Dict[str, Any] = {}
     if reference is not None:
@@ -446,7 +380,7 @@ def run_trial(
     """Measure the trial. Returns the result fields (status ok), or raises TrialError."""
     started = time.perf_counter()
     env = environment()
-    env["harness_overhead_ns"] = harness_overhead_ns()
+    env["harness_overhead_ns"] = overhead.harness_overhead_ns()
     before = cooled_conditions(spec.policy, env, root)
     path = artifact_path(spec)
     reference = npz_data(spec.reference, spec.device, "reference data")
@@ -510,7 +444,7 @@ def result_fields(
         "load_cached_ms": load_cached_ns / 1e6 if load_cached_ns is not None else None,
         "compile_ms": loaded.compile_ms,
         "first_inference_ms": timed.first_ns / 1e6,
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": memory.peak_rss_mb(),
         "load_rss_delta_mb": loaded.load_rss_delta_mb,
         "scenario_report": outcome.report,
         "throttled": conditions.throttled_during(measured.before, measured.after),

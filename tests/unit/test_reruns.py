@@ -7,6 +7,7 @@ from __future__ import annotations
 from agents import runner
 from agents.contract import MeasurementPolicy
 from agents.contract.statistics import summarize_ns
+from agents.measurement import overhead
 from tests.unit.test_onnxruntime_runner import make_spec
 from tests.unit.test_runtime_options import cnn_file, cnn_spec  # noqa: F401
 
@@ -35,7 +36,7 @@ def test_a_run_is_measured_once_and_flagged_on_its_robust_spread(cnn_file):  # n
 def test_openvino_reports_its_own_latency_beside_the_call(cnn_file):  # noqa: F811
     result = runner.run_trial(cnn_spec(cnn_file, "openvino"))
     internal = result["environment"]["runtime_internal"]
-    assert internal["n"] == runner.INTERNAL_SAMPLES
+    assert internal["n"] == overhead.INTERNAL_SAMPLES
     assert 0 < internal["internal_p50_ms"] <= internal["call_p50_ms"]
     assert internal["call_overhead_ms"] == internal["call_p50_ms"] - internal["internal_p50_ms"]
 
