@@ -35,13 +35,12 @@ NAMING_CONVENTION = {
 
 
 class Word(str, Enum):
-    """A state or outcome kept as its word: equal to that word, hashed and printed as it (so a set
-    or dict of the words the store returns finds it)."""
+    """A state or outcome kept as its word: equal to that word and hashed as it (str comes
+    first in its MRO, so a set or dict of the words the store returns finds it), and
+    printed as it."""
 
     def __str__(self) -> str:
         return self.value
-
-    __hash__ = str.__hash__
 
 
 class TrialState(Word):

@@ -2,7 +2,7 @@
 with a reason naming the limit, and the agent goes on to the next trial.
 
 The hang: the first trial's limit is set to 1 s in the store before it is sent, while its
-policy measures for at least 5 s (the runner would go on well past the limit).
+policy measures for at least 5 s, paced (the runner would go on well past the limit).
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ def test_a_hanging_trial_is_killed_at_its_limit_and_the_agent_goes_on(fleet, tmp
         ["slowpoke"],
         batch_sizes=[1, 2],
         policy={"warmup_s": 0.1, "min_queries": 10, "min_s": 5, "max_s": 8},
+        # Paced, so that it lasts its 5 s on any CPU: back to back, mlp_digits reached its
+        # 100,000 queries (max_queries) in under a second on a fast one, within the limit.
+        scenario={"kind": "paced", "gap_s": 0.5},
     )
     with fleet.sessions.begin() as session:
         trials = session.scalars(

@@ -1,6 +1,6 @@
 """Trial and campaign states and ingest outcomes are enums whose members are the words the
-store keeps: a word read back from SQL finds its member in a set or a dict (an Enum hashes
-by its member name unless told otherwise), and prints as the word."""
+store keeps: a word read back from SQL finds its member in a set or a dict, and a member
+prints and serialises as its word (what the store, the logs and the JSON API rely on)."""
 
 from __future__ import annotations
 
