@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import socket
 from typing import List, Optional
@@ -20,6 +21,33 @@ def default_name() -> str:
 
 
 LOCAL_TOKEN_WAIT_S = 60.0
+# How long `agent start` with no broker URL waits for a local server to record its broker.
+BROKER_WAIT_VARIABLE, BROKER_WAIT_S = "EDGEBENCH_BROKER_WAIT_S", 60.0
+
+
+def _wait_for_embedded_broker(settings) -> None:  # noqa: ANN001
+    """No broker URL and no record yet: an `edgebench server` on this machine may be
+    starting (a user starts both at once), so wait a while for its record."""
+    import time
+
+    from agents.contract import EMBEDDED_BROKER_FILE, read_embedded_broker_url
+
+    if settings.broker_url or read_embedded_broker_url(settings.home):
+        return
+    given = os.environ.get(BROKER_WAIT_VARIABLE, str(BROKER_WAIT_S))
+    try:
+        wait_s = float(given)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{BROKER_WAIT_VARIABLE}={given!r} is not a number of seconds"
+        ) from None
+    console.print(
+        f"no EDGEBENCH_BROKER_URL: waiting up to {wait_s:.0f} s for `edgebench server` "
+        f"on this machine to record its broker in {settings.home / EMBEDDED_BROKER_FILE}"
+    )
+    deadline = time.monotonic() + wait_s
+    while not read_embedded_broker_url(settings.home) and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def _local_token(settings, work_dir) -> Optional[str]:  # noqa: ANN001
@@ -92,6 +120,7 @@ def start(
         settings.broker_url = broker_url
     from agents.contract import broker_rules
 
+    _wait_for_embedded_broker(settings)
     try:
         url = settings.resolved_broker_url()
         broker_rules.check_authenticated(url, insecure or settings.insecure)

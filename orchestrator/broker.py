@@ -3,24 +3,36 @@ to listen on more addresses (EDGEBENCH_BROKER_BIND, for devices on other hosts).
 
 Started by `edgebench server` and `quickstart` when no EDGEBENCH_BROKER_URL is set;
 its URL is recorded in EDGEBENCH_HOME/broker.json (mode 0600) for the other commands.
+They own it: supervised, a redis-server that dies is started again on its port with its
+password, so the controller and the agents reconnect to the URL they have. It keeps
+nothing on disk: what was queued is gone, and the store makes up for it (a trial no agent
+reports is sent again; README, Reliability).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import re
 import secrets
 import shutil
 import socket
 import subprocess
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from agents.contract import EMBEDDED_BROKER_FILE
 from orchestrator.child_process import terminate_with_parent
+
+log = logging.getLogger("edgebench.broker")
+# How often the supervisor looks at its redis-server, and waits before trying again when it
+# could not bring it back (its port taken meanwhile, say).
+WATCH_EVERY_S = 0.1
+RETRY_AFTER_S = 1.0
 
 
 class BrokerError(RuntimeError):
@@ -76,8 +88,62 @@ class EmbeddedBroker:
     process: subprocess.Popen
     url: str
     record: Path | None
+    conf: Path | None = None
+    restarts: int = 0
+    _stopping: threading.Event = field(default_factory=threading.Event)
+    # Held while the process is replaced or stopped: stop() never races a restart.
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _watcher: threading.Thread | None = None
+
+    def supervise(self) -> None:
+        """Start redis-server again, on its port with its password, whenever it exits while
+        this broker is not being stopped (a thread; the record follows the new process)."""
+        self._watcher = threading.Thread(target=self._watch, name="broker-supervisor", daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        last_restart = 0.0
+        while not self._stopping.wait(WATCH_EVERY_S):
+            if self.process.poll() is None:
+                continue
+            if time.monotonic() - last_restart < RETRY_AFTER_S:  # a restart just failed or died
+                self._stopping.wait(RETRY_AFTER_S)
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                code, last_restart = self.process.returncode, time.monotonic()
+                try:
+                    port = self._restart()
+                except Exception as exc:  # whatever it is, the supervisor goes on trying
+                    log.error("embedded broker exited (%s); restart failed: %s", code, exc)
+                    continue
+            log.warning(
+                "embedded broker exited (%s); restarted on port %s in %.2f s",
+                _exit_reason(code), port, time.monotonic() - last_restart,
+            )  # fmt: skip
+
+    def _restart(self) -> int:
+        port, password = _previous(self.conf)
+        process = _spawn(self.conf)
+        try:
+            _wait_ready(process, port, password)
+        except BrokerError:
+            process.kill()
+            process.wait()
+            raise
+        self.process, self.restarts = process, self.restarts + 1
+        if self.record is not None:
+            _write_record(self.record, self.url, process.pid)
+        return port
 
     def stop(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            self._stop_process()
+        if self._watcher is not None:
+            self._watcher.join(5)
+
+    def _stop_process(self) -> None:
         if self.record is not None:
             try:
                 if json.loads(self.record.read_text()).get("pid") == self.process.pid:
@@ -116,22 +182,39 @@ def start(
             f'port {port}\nbind {listen}\nrequirepass {password}\nsave ""\n'
             f"appendonly no\ndir {data_dir}\nprotected-mode yes\n"
         )
-    process = subprocess.Popen(
-        [redis_server_binary(), str(conf)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        preexec_fn=terminate_with_parent,
-    )
+    process = _spawn(conf)
     url = f"redis://:{password}@127.0.0.1:{port}/0"
     _wait_ready(process, port, password)
     path = None
     if record:
         path = home / EMBEDDED_BROKER_FILE
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump({"url": url, "pid": process.pid}, handle)
-    return EmbeddedBroker(process, url, path)
+        _write_record(path, url, process.pid)
+    return EmbeddedBroker(process, url, path, conf)
+
+
+def _spawn(conf: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [redis_server_binary(), str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=terminate_with_parent,  # also when the supervisor thread that spawned it ends
+    )
+
+
+def _write_record(path: Path, url: str, pid: int) -> None:
+    """broker.json (0600), replaced in one step: a reader sees the old record or the new."""
+    partial = path.with_suffix(".tmp")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"url": url, "pid": pid}, handle)
+    os.replace(partial, path)
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 def _bind_addresses(extra: list[str] | None) -> list[str]:

@@ -286,6 +286,7 @@ def _start_broker(settings: Settings, url: str, running: _Running) -> dict[str, 
             "stop it, or submit campaigns to it with `edgebench campaign submit`"
         )
     running.embedded = broker.start(home)
+    running.embedded.supervise()
     broker_url = running.embedded.url
     console.print(f"[bold]broker[/bold]   redis on {broker_url.split('@')[-1]}")
     console.print(f"[bold]store[/bold]    {url}")

@@ -69,6 +69,7 @@ def server(
             embedded = broker.start(settings.home, bind=settings.broker_bind_addresses())
         except broker.BrokerError as exc:
             fail(str(exc))
+        embedded.supervise()  # brought back on its port, with its password, if it dies
         url = embedded.url
         console.print(f"embedded broker on {url.split('@')[-1]} (recorded in {settings.home})")
     from orchestrator.controller_lease import LeaseHeld

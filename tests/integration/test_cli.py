@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import time
 
 import pytest
@@ -165,9 +166,16 @@ def test_agent_without_broker_says_how_to_get_one(tmp_path):
         "start",
         "--name",
         "x",
-        env={"EDGEBENCH_HOME": str(tmp_path), "EDGEBENCH_BROKER_URL": ""},
+        env={
+            "EDGEBENCH_HOME": str(tmp_path),
+            "EDGEBENCH_BROKER_URL": "",
+            "EDGEBENCH_BROKER_WAIT_S": "0.5",
+        },
     )
     assert done.returncode == 2 and "EDGEBENCH_BROKER_URL" in done.stdout + done.stderr
+    assert "for `edgebench server` on this machine to record its broker" in " ".join(
+        done.stdout.split()
+    )  # rich wraps long lines
     done = run_cli("agent", "start", "--name", "bad name!", env={"EDGEBENCH_HOME": str(tmp_path)})
     assert done.returncode == 2 and "invalid device name" in done.stdout + done.stderr
 
@@ -205,6 +213,36 @@ def test_results_compare_judges_across_runs(sqlite_url, tmp_path):
     failed = next(t for t in seeded["trials"] if t["status"] == "failed")
     no_samples = run_cli("results", "compare", failed["trial_id"], pi["trial_id"], env=env)
     assert no_samples.returncode == 1 and "has no measured run yet" in no_samples.stderr
+
+
+def test_an_agent_started_before_the_server_waits_for_its_broker(tmp_path, redis_url):
+    """Started at once, the agent does not lose the race: it waits for the record the
+    server writes (here written by hand, a second later) and goes on to enroll."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "EDGEBENCH_HOME": str(tmp_path), "EDGEBENCH_BROKER_WAIT_S": "60"}
+    env.pop("EDGEBENCH_BROKER_URL", None)
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli.main", "agent", "start", "--name", "early"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(1.0)
+        assert agent.poll() is None  # still waiting, not failed
+        (tmp_path / "broker.json").write_text(json.dumps({"url": redis_url, "pid": 1}))
+        lines = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "EDGEBENCH_ENROLLMENT_TOKEN" not in "".join(lines):
+            lines.append(agent.stdout.readline())
+    finally:
+        agent.kill()
+        agent.wait()
+    output = " ".join("".join(lines).split())  # rich wraps long lines
+    assert "waiting up to 60 s for `edgebench server` on this machine" in output
+    assert "no device key and no EDGEBENCH_ENROLLMENT_TOKEN" in output, output  # past it
 
 
 def test_agent_with_bad_tags_fails_at_once_with_the_reason(tmp_path, redis_url):
