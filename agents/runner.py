@@ -380,6 +380,7 @@ def run_trial(
     """Measure the trial. Returns the result fields (status ok), or raises TrialError."""
     started = time.perf_counter()
     env = environment()
+    env["runner_started_unix"] = time.time()  # a wall-clock mark, as measure_start_unix
     env["harness_overhead_ns"] = overhead.harness_overhead_ns()
     before = cooled_conditions(spec.policy, env, root)
     path = artifact_path(spec)

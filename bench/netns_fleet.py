@@ -103,13 +103,14 @@ class Controller:
         return {"id": match.group(1), "state": match.group(2)} if match else {}
 
 
-def wait_for(predicate, timeout: float, what: str):  # noqa: ANN001, ANN201
+def wait_for(predicate, timeout: float, what: str, every_s: float = 0.5):  # noqa: ANN001, ANN201
+    """The predicate's first true value, asked every `every_s`; exits after `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
-        time.sleep(0.5)
+        time.sleep(every_s)
     raise SystemExit(f"timed out waiting for {what}")
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agents.contract import CONTROL_QUEUE, INGEST_TASK
 from orchestrator import enrollment, ingest, scheduler
+from orchestrator import wake as wake_channel
 from orchestrator.artifacts import http_server
 from orchestrator.controller_lease import ControllerLease
 from orchestrator.settings import Settings
@@ -241,6 +242,13 @@ def run(settings: Settings, broker_url: str, loglevel: str = "INFO") -> None:
         daemon=True,
     )
     thread.start()
+    listener = threading.Thread(
+        target=wake_channel.listen,
+        args=(broker_url, settings.broker_ca, wake, stop),
+        name="wake",
+        daemon=True,
+    )
+    listener.start()
 
     def lost() -> None:
         log.error("another controller took this broker's lease; stopping")

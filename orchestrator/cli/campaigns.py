@@ -14,6 +14,9 @@ from orchestrator.cli.store_access import console, err, fail, open_sessions
 from orchestrator.settings import Settings
 
 app = typer.Typer(help="Benchmark campaigns.", no_args_is_help=True)
+# How often `submit --wait` reads the campaign's progress: it returns this soon after the last
+# result is stored (one small indexed query a round).
+WAIT_POLL_S = 0.1
 
 
 def _load(spec_path: Path):
@@ -90,6 +93,9 @@ def submit(
         except PlanError as exc:
             fail(str(exc), code=2)
         campaign_id = campaign.id
+    from orchestrator import wake
+
+    wake.notify(settings.resolved_broker_url(), settings.broker_ca)  # a pass at once
     console.print(f"campaign [bold]{campaign_id}[/bold] ({parsed.name}) submitted")
     _print_plan(planned)
     offline = [name for name in planned.devices if not online_now(sessions, name, settings)]
@@ -157,7 +163,7 @@ def wait_for(
                 fail(trouble)
             if deadline and time.monotonic() > deadline:
                 fail(f"campaign {campaign_id} did not finish within {timeout_s:.0f} s")
-            time.sleep(0.5)
+            time.sleep(WAIT_POLL_S)
 
 
 @app.command("list")
