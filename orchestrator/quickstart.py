@@ -229,6 +229,7 @@ class _Running:
     embedded: Any = None
     children: dict[str, tuple[subprocess.Popen, Path]] = field(default_factory=dict)
     dashboard: Any = None
+    started: float = field(default_factory=time.monotonic)  # when quickstart began
 
     def stop(self) -> None:
         if self.dashboard is not None:
@@ -331,12 +332,46 @@ def _measure(
         campaign_id,
         timeout_s=CAMPAIGN_TIMEOUT_S,
         problem=lambda: _dead_child(running.children),
+        on_finished=FirstFigures(sessions, campaign_id, running.started),
     )
     print_results(sessions, campaign_id)
     console.print(
         "\nmore: `edgebench results export --format csv`, `edgebench devices list`, "
         "`edgebench campaign status " + str(campaign_id) + "`"
     )
+
+
+class FirstFigures:
+    """Each trial's first figures, printed as its result is stored: the table comes at the
+    end, but a user sees measurements from the first trial on."""
+
+    def __init__(self, sessions: Any, campaign_id: int, started: float) -> None:
+        self.sessions, self.campaign_id, self.started = sessions, campaign_id, started
+        self.shown: set[str] = set()
+
+    def __call__(self) -> None:
+        from orchestrator.store import queries
+
+        with self.sessions() as session:
+            rows = queries.result_rows(session, campaign_id=self.campaign_id, only_done=True)
+        for row in rows:
+            if row["trial_id"] not in self.shown:
+                self.shown.add(row["trial_id"])
+                console.print(first_figures(row, time.monotonic() - self.started))
+
+
+def first_figures(row: dict[str, Any], elapsed_s: float) -> str:
+    """One measured trial in a line (not the table's layout: the table follows)."""
+    line = (
+        f"[dim]{elapsed_s:6.1f} s[/dim]  measured {row['model']} on {row['runtime']} "
+        f"{row['actual_device'] or row['requested_device']}, {row['precision']}, batch "
+        f"{row['batch_size']}: p50 {row['p50_ms']:.3f} ms"
+    )
+    if row["throughput_ips"] is not None:
+        line += f", {row['throughput_ips']:,.0f} items/s"
+    if row["accuracy"] is not None:
+        line += f", accuracy {row['accuracy'] * 100:.1f}%"
+    return line
 
 
 def _serve_dashboard(port: int, env: dict[str, str], logs: Path, running: _Running) -> None:

@@ -127,10 +127,13 @@ def wait_for(
     campaign_id: int,
     timeout_s: Optional[float] = None,
     problem: Optional[Callable[[], Optional[str]]] = None,
+    on_finished: Optional[Callable[[], None]] = None,
 ) -> dict:
     """Follow a campaign until every trial is finished. Returns its final progress row.
 
     `problem`, if given, is asked each round; a message from it stops the wait with an error.
+    `on_finished`, if given, is called in a round where more trials have finished (it may
+    print: the progress bar stays below what it prints).
     """
     from orchestrator.store import queries
 
@@ -144,6 +147,7 @@ def wait_for(
         transient=False,
     ) as progress:
         task = progress.add_task("", total=None, cid=campaign_id)
+        finished = 0
         while True:
             with sessions() as session:
                 row = queries.campaign_progress(session, campaign_id)
@@ -155,6 +159,9 @@ def wait_for(
             progress.update(
                 task, total=row["trials"], completed=row["finished"], description=description
             )
+            if on_finished is not None and row["finished"] > finished:
+                finished = row["finished"]
+                on_finished()
             if row["finished_at"] is not None:
                 progress.update(task, description=row["state"])
                 return row

@@ -95,6 +95,11 @@ def test_quickstart_measures_serves_the_dashboard_and_stops_everything_on_ctrl_c
         assert all(re.search(r"\b\d{2}\.\d%", row) for row in digits), text
         numbers = [float(x) for row in rows for x in re.findall(r"\b\d+\.\d{3}\b", row)[:3]]
         assert numbers and all(n > 0 for n in numbers), text  # p50/p90/p99 are measured
+        # Each trial's first figures were on screen as its result was stored, before the table
+        streamed = re.findall(r"^\s*(\d+\.\d) s\s+measured \S+ on \S+ CPU, .* p50 ", text, re.M)
+        assert len(streamed) == len(rows), text
+        assert text.index(" measured ") < text.index("┏"), text
+        print(f"first figure on screen {float(streamed[0]):.1f} s after quickstart started")
 
         deadline = time.monotonic() + 60
         while True:
