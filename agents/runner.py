@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from agents import artifact_fetch, runtimes
-from agents.contract import ArtifactRef, TrialSpec, options_refused, statistics
+from agents.contract import ArtifactRef, TrialSpec, options_refusal, statistics
 from agents.hardware import conditions
 from agents.measurement import (
     energy,
@@ -392,9 +392,10 @@ def run_trial(
     except feeds.FeedError as exc:
         raise TrialError(str(exc)) from None
     runtime = installed_runtime(spec.runtime)
-    refused = runtime.refused_options(spec.runtime_options.model_dump(exclude_defaults=True))
-    if refused:  # a controller that planned it without the agent's word on its options
-        raise TrialError(options_refused(spec.runtime, refused, runtime.options.model_fields))
+    given = spec.runtime_options.model_dump(exclude_defaults=True)
+    refusal = options_refusal(spec.runtime, given, runtime.options.model_fields)
+    if refusal:  # a controller that planned it without the agent's word on its options
+        raise TrialError(refusal)
     meter, idle_w = meter_and_idle_power(spec.policy, root, energy_command)
     options = load_options(spec, registered, shapes)
     loaded = load_model(runtime, path, spec, options, env)

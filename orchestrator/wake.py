@@ -53,14 +53,15 @@ def listen(
     while not stop.is_set():
         try:
             # a PING every few seconds: a connection the broker dropped is noticed
-            client = _client(broker_url, broker_ca, health_check_interval=5)
-            subscription = client.pubsub(ignore_subscribe_messages=True)
-            subscription.subscribe(CHANNEL)
-            wake.set()  # (re)subscribed: whatever was published while away, a pass finds it
-            while not stop.is_set():
-                if subscription.get_message(timeout=0.5) is not None:
-                    wake.set()
-            subscription.close()
+            subscription = _client(broker_url, broker_ca, health_check_interval=5).pubsub(
+                ignore_subscribe_messages=True
+            )
+            with subscription:  # closed however the loop ends
+                subscription.subscribe(CHANNEL)
+                wake.set()  # (re)subscribed: whatever was published while away, a pass finds it
+                while not stop.is_set():
+                    if subscription.get_message(timeout=0.5) is not None:
+                        wake.set()
         except redis.RedisError as exc:
             log.debug("wake channel: %s; subscribing again", exc)
             stop.wait(RETRY_AFTER_S)

@@ -109,12 +109,14 @@ class RuntimeOptions(_Message):
         )
 
 
-def options_refused(runtime: str, refused: List[str], takes: Iterable[str]) -> str:
-    """Why a runtime refuses options it does not apply (said by the plan and the runner)."""
-    return (
-        f"{runtime} does not take runtime option {', '.join(refused)} "
-        f"(it takes: {', '.join(sorted(takes))})"
-    )
+def options_refusal(runtime: str, given: Iterable[str], takes: Iterable[str]) -> Optional[str]:
+    """Why `runtime` refuses the given options it does not apply (those `takes` leaves out),
+    or None: said by the plan, from the agent's registration, and by the runner."""
+    takes = sorted(takes)
+    refused = sorted(set(given) - set(takes))
+    if not refused:
+        return None
+    return f"{runtime} does not take runtime option {', '.join(refused)} (it takes: {', '.join(takes)})"
 
 
 class MeasurementPolicy(_Message):

@@ -59,19 +59,17 @@ def _summary(name: str, label: str, unit: str = "ms", **more) -> Metric:  # noqa
     return Metric(name, kind, label, unit, summary=True, **more)
 
 
-LATENCY = "lower"
-
 METRICS: Tuple[Metric, ...] = (
     # The latency summary of the timed queries (agents.contract.statistics.summarize_ns).
     _summary("n", "queries measured", "", kind=int, required=True),
-    _summary("p50_ms", "latency p50", better=LATENCY, required=True, menu=True),
-    _summary("p90_ms", "latency p90", better=LATENCY, required=True, menu=True,
+    _summary("p50_ms", "latency p50", better="lower", required=True, menu=True),
+    _summary("p90_ms", "latency p90", better="lower", required=True, menu=True,
              table=TableColumn("p90 ms")),
-    _summary("p95_ms", "latency p95", better=LATENCY, required=True),
-    _summary("p99_ms", "latency p99", better=LATENCY, required=True, menu=True,
+    _summary("p95_ms", "latency p95", better="lower", required=True),
+    _summary("p99_ms", "latency p99", better="lower", required=True, menu=True,
              table=TableColumn("p99 ms")),
-    _summary("p999_ms", "latency p99.9", better=LATENCY),
-    _summary("mean_ms", "latency mean", better=LATENCY, required=True, menu=True),
+    _summary("p999_ms", "latency p99.9", better="lower"),
+    _summary("mean_ms", "latency mean", better="lower", required=True, menu=True),
     _summary("min_ms", "latency min", required=True),
     _summary("max_ms", "latency max", required=True),
     _summary("stdev_ms", "latency standard deviation", required=True),
@@ -121,6 +119,5 @@ METRICS: Tuple[Metric, ...] = (
     Metric("wall_s", float, "trial wall time", "s"),
 )  # fmt: skip
 
-BY_NAME = {m.name: m for m in METRICS}
 SUMMARY = tuple(m for m in METRICS if m.summary)
 OUTSIDE_SUMMARY = tuple(m for m in METRICS if not m.summary)

@@ -109,10 +109,6 @@ class RuntimeAdapter(ABC):
     # a plan refuses an option the runtime would ignore, naming it; checked again at load.
     options: Type[BaseModel] = RuntimeOptions.taken_by("no")
 
-    def refused_options(self, given: Dict[str, Any]) -> List[str]:
-        """The options in `given` (a spec's, defaults left out) this runtime does not take."""
-        return sorted(name for name in given if name not in self.options.model_fields)
-
     @property
     def import_name(self) -> str:
         """The module the runner imports (and times) before loading: the first of

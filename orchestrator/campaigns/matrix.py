@@ -11,7 +11,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.contract import options_refused
+from agents.contract import options_refusal
 from orchestrator.campaigns.spec import (
     COMPUTES_IN,
     MAX_TRIALS,
@@ -134,9 +134,9 @@ def refused_options(device: DeviceInfo, runtime: RuntimeChoice) -> str | None:
     """Why `runtime` on `device` would not apply the options the spec gives it (its agent
     says which it takes), or None; an agent that does not say checks them at load."""
     takes = device.options.get(runtime.name)
-    given = runtime.options.model_dump(exclude_defaults=True)
-    refused = sorted(name for name in given if takes is not None and name not in takes)
-    return options_refused(runtime.name, refused, takes or ()) if refused else None
+    if takes is None:
+        return None
+    return options_refusal(runtime.name, runtime.options.model_dump(exclude_defaults=True), takes)
 
 
 def loaded_formats(device: DeviceInfo, runtime: RuntimeChoice) -> tuple[str, ...] | None:
