@@ -1,24 +1,27 @@
 """How fast does one controller worker ingest results into the store?
 
 A scratch store (a new PostgreSQL database on --postgres-admin, dropped afterwards; or a
-SQLite file) gets 50 enrolled devices and a campaign of 3 × --results trials of
+SQLite file) gets 50 enrolled devices and a campaign of 4 × --results trials of
 `mlp_digits`, all marked sent, and a synthetic stream of signed trial results for them
 (each with 200 latency samples, as a short trial has). Each result goes through what the
 controller does with it: verification of the device's signature, the lease and replay
-checks, the row locks, the result and its samples, the campaign's progress. A third of the
-stream each, in one run (so the three are compared on the same machine at the same time):
+checks, the row locks, the result and its samples, the campaign's progress. A quarter of
+the stream each, in one run (so the four are compared on the same machine at the same time):
 
 1. one message at a time through `orchestrator.ingest.handle` (one transaction each);
 2. in batches of --batch through `orchestrator.ingest.handle_batch`;
-3. through the broker: the stream is put on the control queue of a private redis-server,
-   and the controller's own Celery worker (`orchestrator.server.register_ingest` and its
-   worker options, as `edgebench server` runs it, without the scheduler thread) drains it;
-   the rate is counted from the first result stored to the last.
+3. through the broker with one ingest loop: the stream is put on the control queue of a
+   private redis-server (as agents send it, `send_task`), and the controller's ingest
+   (`orchestrator.ingest_workers.serve`, as `edgebench server` runs it, without the
+   scheduler thread) drains it in a child process; the rate is counted from the first
+   result stored to the last;
+4. the same with --loops ingest loops (the controller's default on PostgreSQL: 2).
 
-Target (issue 8): at least 1,000 results/s into PostgreSQL with one controller worker.
+Target (issue 18): at least 1,000 results/s into PostgreSQL through the broker, one
+controller host.
 
 Usage: .venv/bin/python bench/ingest_rate.py [--store postgresql|sqlite] [--results 5000]
-       [--batch 200]
+       [--batch 200] [--loops 2]
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from agents.contract import CONTROL_QUEUE, INGEST_TASK, LatencySummary, Registra
 from agents.contract import envelope as unsigned_envelope
 from agents.contract.signing import device_key, new_token, sign
 from agents.contract.statistics import summarize_ns
-from orchestrator import broker, ingest, planning, server
+from orchestrator import broker, ingest, ingest_workers, planning
 from orchestrator.artifacts.registry import build_and_register
 from orchestrator.campaigns.spec import parse_spec
 from orchestrator.store import migrate, repository
@@ -107,14 +110,22 @@ def prepare(url: str, results: int, workdir: Path) -> tuple:
     return sessions, stream
 
 
-def serve(broker_url: str, database_url: str) -> None:
-    """The controller's ingest worker alone (run in a child process by through_worker)."""
-    app = control_app(broker_url)
-    server.register_ingest(app, session_factory(database_url), threading.Event())
-    app.worker_main(argv=server.worker_argv("WARNING"))
+def serve(broker_url: str, database_url: str, processes: str) -> None:
+    """The controller's ingest loops alone (run in a child process by through_worker)."""
+    stop = threading.Event()
+    ingest_workers.stop_on_signals(stop)
+    sessions = session_factory(database_url)
+    ingest_workers.serve(sessions, broker_url, None, int(processes), threading.Event(), stop)
 
 
-def through_worker(sessions, database_url: str, stream: list, workdir: Path) -> tuple:
+def tree_rss_mb(pid: int) -> float:
+    """RSS of a process and its children (the ingest loops beyond the first), in MB."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    kids = children.read_text().split() if children.exists() else []
+    return (rss_mb(pid) or 0) + sum(tree_rss_mb(int(kid)) for kid in kids)
+
+
+def through_worker(sessions, database_url: str, stream: list, workdir: Path, loops: int) -> tuple:
     """Queue the stream, start the worker, time it from the first result stored to the last."""
     redis = broker.start(workdir / "broker", record=False)
     worker = None
@@ -129,7 +140,7 @@ def through_worker(sessions, database_url: str, stream: list, workdir: Path) -> 
 
         before = stored()
         worker = subprocess.Popen(
-            [sys.executable, __file__, "--serve", redis.url, database_url],
+            [sys.executable, __file__, "--serve", redis.url, database_url, str(loops)],
             stderr=open(workdir / "worker.log", "w"),  # noqa: SIM115
         )
         deadline = time.monotonic() + 600
@@ -139,12 +150,12 @@ def through_worker(sessions, database_url: str, stream: list, workdir: Path) -> 
                 raise SystemExit(f"the worker stored nothing; see {workdir / 'worker.log'}")
             time.sleep(0.02)
             count = stored()
-        first, first_count, rss_first = time.perf_counter(), count, rss_mb(worker.pid)
+        first, first_count, rss_first = time.perf_counter(), count, tree_rss_mb(worker.pid)
         while count < before + len(stream) and time.monotonic() < deadline:
             time.sleep(0.02)
             count = stored()
         elapsed = time.perf_counter() - first
-        return (count - first_count) / elapsed, count - before, rss_first, rss_mb(worker.pid)
+        return (count - first_count) / elapsed, count - before, rss_first, tree_rss_mb(worker.pid)
     finally:
         if worker is not None:
             worker.send_signal(signal.SIGTERM)
@@ -159,9 +170,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", choices=["postgresql", "sqlite"], default="postgresql")
     parser.add_argument("--results", type=int, default=5000, help="per mode")
-    parser.add_argument("--batch", type=int, default=server.INGEST_BATCH)
+    parser.add_argument("--batch", type=int, default=ingest_workers.INGEST_BATCH)
     parser.add_argument("--postgres-admin", default="postgresql://postgres@127.0.0.1:5432/test")
-    parser.add_argument("--serve", nargs=2, metavar=("BROKER", "DATABASE"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--loops", type=int, default=2, help="ingest loops of the last mode (PostgreSQL)"
+    )
+    parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         return serve(*args.serve)
@@ -172,7 +186,7 @@ def main() -> None:
         else:
             url, drop = f"sqlite:///{Path(tmp) / 'store.db'}", lambda: None
         try:
-            sessions, stream = prepare(url, 3 * n, Path(tmp))
+            sessions, stream = prepare(url, 4 * n, Path(tmp))
             rss_start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             started = time.perf_counter()
             outcomes = [ingest.handle(sessions, raw) for raw in stream[:n]]
@@ -182,9 +196,11 @@ def main() -> None:
                 outcomes += ingest.handle_batch(sessions, stream[at : min(at + args.batch, 2 * n)])
             batched_s = time.perf_counter() - started
             rss_end = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            rate, via_worker, rss_first, rss_last = through_worker(
-                sessions, url, stream[2 * n :], Path(tmp)
-            )
+            loops = [1, args.loops if args.store == "postgresql" else 1]
+            brokered = [
+                through_worker(sessions, url, stream[(2 + i) * n : (3 + i) * n], Path(tmp), count)
+                for i, count in enumerate(loops)
+            ]
             with sessions() as session:
                 stored = session.scalar(select(func.count()).select_from(Result))
         finally:
@@ -196,10 +212,11 @@ def main() -> None:
         f"  batches of {args.batch:<4} (handle_batch): {n / batched_s:5.0f} results/s "
         f"({batched_s:.2f} s, {single_s / batched_s:.1f}x)"
     )
-    print(
-        f"  the controller's worker     : {rate:5.0f} results/s ({via_worker} stored; "
-        f"worker RSS {rss_first or 0:.0f} MB at the first result, {rss_last or 0:.0f} MB at the last)"
-    )
+    for count, (rate, via_worker, rss_first, rss_last) in zip(loops, brokered):
+        print(
+            f"  through the broker, {count} loop(s): {rate:5.0f} results/s ({via_worker} stored; "
+            f"RSS {rss_first or 0:.0f} MB at the first result, {rss_last or 0:.0f} MB at the last)"
+        )
     print(
         f"  stored {stored} of {len(stream)}; outcomes of 1 and 2: {kinds}; this process's peak "
         f"RSS {rss_start:.0f} MB before 1, {rss_end:.0f} MB after 2"

@@ -35,8 +35,17 @@ from orchestrator.store.repository import Outcome, Rejected, StoreError
 log = logging.getLogger("edgebench.ingest")
 
 
+CONFLICTS = {"40P01", "40001"}  # PostgreSQL: deadlock detected, serialization failure
+
+
 class TransientStoreError(RuntimeError):
-    """The store could not be reached; the message should be delivered again."""
+    """The store could not be reached, or the transaction lost a lock conflict (`conflict`:
+    a deadlock or serialization failure, worth trying again at once); the message should be
+    delivered again."""
+
+    def __init__(self, error: OperationalError) -> None:
+        super().__init__(str(error).splitlines()[0])
+        self.conflict = getattr(error.orig, "sqlstate", None) in CONFLICTS
 
 
 def handle(sessions: sessionmaker[Session], raw: Any) -> Outcome:
@@ -61,7 +70,7 @@ def handle(sessions: sessionmaker[Session], raw: Any) -> Outcome:
         log.info("duplicate %s ignored", type(message).__name__)
         return Outcome.DUPLICATE
     except OperationalError as exc:
-        raise TransientStoreError(str(exc).splitlines()[0]) from exc
+        raise TransientStoreError(exc) from exc
     except SQLAlchemyError as exc:  # the message does not fit the store; nothing was written
         log.error("could not store %s: %s", type(message).__name__, str(exc).splitlines()[0])
         return Outcome.ERROR
@@ -121,7 +130,7 @@ def _apply_run(sessions: sessionmaker[Session], run: list, outcomes: list[Outcom
             }:
                 repository.settle_campaign(session, campaign_id)
     except OperationalError as exc:
-        raise TransientStoreError(str(exc).splitlines()[0]) from exc
+        raise TransientStoreError(exc) from exc
     except (StoreError, SQLAlchemyError):
         # Refused, a duplicate insert, or a row that does not fit: nothing of the batch was
         # written. Each message again on its own, to store the rest and give each its word.
@@ -142,7 +151,7 @@ def _count(sessions: sessionmaker[Session], message: Any, wire: dict, exc: Rejec
                 session, getattr(message, "device", None), wire.get("kind"), exc.reason, str(exc)
             )
     except OperationalError as error:
-        raise TransientStoreError(str(error).splitlines()[0]) from error
+        raise TransientStoreError(error) from error
 
 
 def _apply(

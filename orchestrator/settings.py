@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     # A started trial fails when no result came within its time limit + this (its lease);
     # so do the trials of a device offline for longer than that (scheduler.LEASE_GRACE_S).
     lease_grace_s: float = 60.0
+    # Ingest loops of the controller (ingest_workers): default 2 on PostgreSQL with 2 cores or
+    # more; always 1 on SQLite.
+    ingest_processes: Optional[int] = Field(None, ge=1, le=64)
     # How long a starting controller waits for the lease of one that died without releasing it.
     controller_lease_wait_s: float = 35.0
     # Addresses the embedded broker listens on, comma-separated. Add one that devices on
