@@ -54,6 +54,7 @@ from sqlalchemy import func, select  # noqa: E402
 from agents.contract import CONTROL_QUEUE  # noqa: E402
 from orchestrator import broker, enrollment  # noqa: E402
 from orchestrator.artifacts.registry import build_and_register  # noqa: E402
+from orchestrator.control_queue import TAKEN_KEY  # noqa: E402
 from orchestrator.settings import Settings  # noqa: E402
 from orchestrator.store import migrate, repository  # noqa: E402
 from orchestrator.store.models import (  # noqa: E402
@@ -514,7 +515,7 @@ def follow(run: Run, campaign_id: int, timeout: float) -> list[dict]:
                 "rss": rss_mb(run.controller.pid),
                 # Waiting in the queue, and taken by the controller but not yet acknowledged.
                 "control_queue": control.llen(CONTROL_QUEUE),
-                "unacked": control.hlen("unacked"),
+                "unacked": sum(control.llen(k) for k in control.scan_iter(f"{TAKEN_KEY}.*")),
                 "rtt_ms": round_trips(run, control),
             }
         )
