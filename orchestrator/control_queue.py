@@ -104,8 +104,10 @@ def task_argument(message: bytes) -> Any:
     try:
         envelope = json.loads(message)
         properties, headers = envelope.get("properties") or {}, envelope.get("headers") or {}
-        if envelope.get("content-type") != "application/json":
-            raise ValueError(f"content type {envelope.get('content-type')!r}")
+        if envelope.get("content-type") != "application/json":  # never deserialized
+            raise ValueError(
+                f"untrusted content of type {envelope.get('content-type')!r}: only JSON is read"
+            )
         body = envelope["body"]
         body = base64.b64decode(body) if properties.get("body_encoding") == "base64" else body
         if headers.get("compression"):
@@ -119,5 +121,5 @@ def task_argument(message: bytes) -> Any:
             raise ValueError(f"task {task!r}")
         return args[0] if args else None
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-        log.warning("a message on the control queue that is not an ingest task (%s)", exc)
+        log.warning("refused a message on the control queue: %s", exc)
         return None

@@ -57,8 +57,10 @@ def test_pickled_messages_are_refused_and_both_sides_keep_working(fleet, tmp_pat
     intruder.send_task(INGEST_TASK, args=[Detonator(to_controller)], queue=CONTROL_QUEUE)
     intruder.send_task(RUN_TRIAL_TASK, args=[Detonator(to_agent)], queue=agent_queue("picky"))
 
-    refused = "Refusing to deserialize untrusted content of type pickle"
+    # the controller reads its queue itself (orchestrator.control_queue), the agent via kombu
+    refused = "untrusted content of type 'application/x-python-serialize'"
     fleet.wait_until(lambda: refused in fleet.log("controller"), 30, "the controller to refuse")
+    refused = "Refusing to deserialize untrusted content of type pickle"
     fleet.wait_until(lambda: refused in fleet.log("agent-picky"), 30, "the agent to refuse")
     assert not to_controller.exists() and not to_agent.exists()
 
