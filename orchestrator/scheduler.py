@@ -211,7 +211,10 @@ def give_up_on_offline_devices(session: Session, settings: Settings, now: dateti
         return 0
     by_id = {device.id: device for device in away}
     pending = session.scalars(
-        select(Trial).where(Trial.device_id.in_(by_id), Trial.state == PENDING).with_for_update()
+        select(Trial)
+        .where(Trial.device_id.in_(by_id), Trial.state == PENDING)
+        .order_by(Trial.id)
+        .with_for_update()
     )
     failed = 0
     for trial in pending:

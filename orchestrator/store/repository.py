@@ -87,8 +87,13 @@ def register_device(session: Session, message: Registration) -> Device:
 
 
 def devices_named(session: Session, names: set[str]) -> dict[str, Device]:
-    """Several devices by name, in one query (a batch of heartbeats)."""
-    query = select(Device).where(Device.name.in_(sorted(names)))
+    """Several devices by name, in one query (a batch of heartbeats), row-locked in id order:
+    two ingest loops with heartbeats of one device take turns (PostgreSQL), so the newer
+    one is never overwritten by an older one checked against what the other had not yet
+    committed."""
+    query = (
+        select(Device).where(Device.name.in_(sorted(names))).order_by(Device.id).with_for_update()
+    )
     return {device.name: device for device in session.scalars(query)}
 
 
@@ -99,7 +104,9 @@ def record_heartbeat(
     if known is not None:
         device = known.get(message.device)
     else:
-        device = session.scalar(select(Device).where(Device.name == message.device))
+        device = session.scalar(
+            select(Device).where(Device.name == message.device).with_for_update()
+        )
     if device is None or device.retired:
         raise StoreError(f"heartbeat from unregistered or retired device {message.device}")
     if device.boot_id != message.boot_id:
@@ -497,7 +504,11 @@ def add_run(session: Session, trial: Trial, reason: str) -> Trial | None:
 
 
 def open_trials(session: Session) -> list[Trial]:
-    query = select(Trial).where(Trial.state.in_((QUEUED, RUNNING))).with_for_update()
+    """Row-locked in id order, as ingest locks them (ingest_workers: no deadlock between
+    the scheduler and an ingest loop in another process)."""
+    query = (
+        select(Trial).where(Trial.state.in_((QUEUED, RUNNING))).order_by(Trial.id).with_for_update()
+    )
     return list(session.scalars(query))
 
 
