@@ -23,6 +23,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from agents import artifact_fetch, runtimes
 from agents.contract import ArtifactRef, TrialSpec, options_refusal, statistics
+from agents.contract.profile import OperatorProfile
 from agents.hardware import conditions
 from agents.measurement import (
     energy,
@@ -31,6 +32,7 @@ from agents.measurement import (
     loadgen,
     memory,
     overhead,
+    profiling,
     scenarios,
     timing,
 )
@@ -335,6 +337,7 @@ class Timed:
     measured: Measured
     placement: Placement
     quality: Dict[str, Any]
+    profile: Optional[OperatorProfile] = None
 
 
 def time_model(
@@ -368,7 +371,11 @@ def time_model(
                 env["fidelity_outputs"] = quality.pop("fidelity_outputs")
         except ValueError as exc:  # measured latency stands; fidelity is absent, with why
             env["fidelity_error"] = str(exc)
-    return Timed(first_ns, measured, placement, quality)
+    profile = None
+    if spec.policy.profile:  # last: a profiler perturbs what it watches
+        profile = profiling.profile_pass(model, feed, measured.summary.get("mean_ms"), env)
+        placement = profiling.with_profile(placement, profile)
+    return Timed(first_ns, measured, placement, quality, profile)
 
 
 def run_trial(
@@ -454,6 +461,7 @@ def result_fields(
         "idle_power_w": idle_w,
         "energy_mj_per_inference": energy_mj,
         "samples_ns": outcome.samples_ns,
+        "profile": timed.profile.model_dump() if timed.profile is not None else None,
         **timed.quality,
     }
 

@@ -1,5 +1,5 @@
-"""edgebench dashboard: fleet, campaigns, comparisons, trade-offs, one trial, and the
-differences between two. `edgebench dashboard` serves it; it only reads the store."""
+"""edgebench dashboard: fleet, campaigns, comparisons, trade-offs, one trial, the
+differences between two, and operator profiles. `edgebench dashboard` serves it; it only reads the store."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ PAGES = [
     st.Page("views/tradeoffs.py", title="Trade-offs", icon=":material/scatter_plot:"),
     st.Page("views/trial_detail.py", title="Trial detail", icon=":material/timeline:"),
     st.Page("views/diff.py", title="Diff", icon=":material/difference:"),
+    st.Page("views/profile.py", title="Profile", icon=":material/stacked_bar_chart:"),
 ]
 page = st.navigation(PAGES)
 

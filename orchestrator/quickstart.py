@@ -119,7 +119,15 @@ def quickstart_spec(device: str, models: list[str], user_model: str | None = Non
         "batch_sizes": QUICK_BATCH_SIZES,
         # One run per configuration to keep the first run short; the table says so (a
         # campaign's default is 5 runs, which give an interval across runs and verdicts).
-        "policy": {"warmup_s": 0.5, "min_queries": 100, "min_s": 1.5, "max_s": 10.0, "runs": 1},
+        # The operator profile of each trial too, after its timed runs (results profile).
+        "policy": {
+            "warmup_s": 0.5,
+            "min_queries": 100,
+            "min_s": 1.5,
+            "max_s": 10.0,
+            "runs": 1,
+            "profile": True,
+        },  # fmt: skip
     }
 
 
@@ -337,8 +345,28 @@ def _measure(
     print_results(sessions, campaign_id)
     console.print(
         "\nmore: `edgebench results export --format csv`, `edgebench devices list`, "
-        "`edgebench campaign status " + str(campaign_id) + "`"
+        "`edgebench campaign status " + str(campaign_id) + "`" + profile_hint(sessions, campaign_id)
     )
+
+
+def profile_hint(sessions: Any, campaign_id: int) -> str:
+    """The command that shows where int8 and fp32 differ, operator by operator, for a pair
+    of this campaign's profiled trials (onnxruntime's, where there is one)."""
+    from orchestrator.store.queries.profiles import profiled_trials
+
+    with sessions() as session:
+        trials = profiled_trials(session, campaign_id=campaign_id)
+    pairs = {}
+    for trial in sorted(trials, key=lambda t: t["runtime"] != "onnxruntime"):
+        key = (trial["model"], trial["runtime"], trial["batch_size"])
+        pairs.setdefault(key, {}).setdefault(trial["precision"], trial["trial_id"])
+    for by_precision in pairs.values():
+        if {"fp32", "int8"} <= set(by_precision):
+            return (
+                f", and where int8 and fp32 differ, operator by operator: `edgebench results "
+                f"profile {by_precision['fp32'][:10]} --vs {by_precision['int8'][:10]}`"
+            )
+    return ""
 
 
 class FirstFigures:

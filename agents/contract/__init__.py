@@ -33,6 +33,7 @@ from pydantic import (
 
 from agents.contract import metrics
 from agents.contract.metrics import Metric
+from agents.contract.profile import OperatorProfile
 
 # 4: agent messages carry a signature (agents.contract.signing); registrations may name
 # the enrollment token their device key came from.
@@ -40,7 +41,7 @@ from agents.contract.metrics import Metric
 # latency summaries carry a robust spread (IQR, MAD, robust CV).
 # 6: results carry compile_ms (a metric added to agents.contract.metrics changes the result
 # message: a controller of the version before refuses it by name, not as an unknown field).
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 CONTROL_QUEUE = "edgebench.control"
 INGEST_TASK = "edgebench.ingest"
@@ -139,6 +140,9 @@ class MeasurementPolicy(_Message):
     # When a run comes back unstable or throttled, the controller adds one more run of its
     # configuration, up to this many per configuration. Every run is kept and counted.
     max_reruns: int = Field(0, ge=0, le=5)
+    # After the timed runs: a pass under the runtime's own operator profiler (where each
+    # operator ran, how long it took: agents.contract.profile), carried with the result.
+    profile: bool = False
 
     @field_validator("max_s")
     @classmethod
@@ -322,6 +326,7 @@ class TrialResult(_ResultFigures):
     scenario_report: Dict[str, Any] = {}
     samples_ns: List[int] = Field(default=[], max_length=MAX_SAMPLES)
     environment: Dict[str, Any] = {}
+    profile: Optional[OperatorProfile] = None
     sent_at: float
 
 

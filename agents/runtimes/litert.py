@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from agents.contract import RuntimeOptions, ports
-from agents.runtimes.seam import LoadedModel, Placement, RuntimeAdapter
+from agents.contract.profile import OperatorProfile, OperatorRow, precision_of
+from agents.runtimes.seam import LoadedModel, Placement, RuntimeAdapter, profile_wall_ms
 
 # Interpreter modules, preferred first: tflite-runtime 2.14 breaks with numpy 2.
 MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
@@ -109,8 +110,59 @@ class LoadedLiteRtModel(LoadedModel):
             },
         )
 
+    def profile(self, feed: Dict[str, Any], queries: int) -> OperatorProfile:
+        """Where each operator ran, from the interpreter's nodes (each delegate partition's
+        members found between its boundary tensors), with the pass's wall time; no time
+        per operator: LiteRT's Python API has no operator profiler (benchmark_model's
+        --enable_op_profiling is a C++ binary the wheels do not ship), so they stay null."""
+        wall_ms = profile_wall_ms(self.bind(feed), queries)
+        applied = self._delegate or "XNNPACK"  # XNNPACK: LiteRT's own CPU delegate
+        dtypes = {d["index"]: str(d["dtype"]) for d in self._interpreter.get_tensor_details()}
+        rows = []
+        for op, partition in op_partitions(self._interpreter._get_ops_details()):
+            unit = applied if partition is not None else "CPU"
+            first = next((t for t in op["inputs"] if t >= 0 and t in dtypes), None)
+            rows.append(
+                OperatorRow(
+                    node=f"{op['op_name']}_{op['index']}", op_type=op["op_name"], calls=1,
+                    unit=unit, kernel="builtin" if partition is None else f"partition {partition}",
+                    precision=precision_of(dtypes[first]) if first is not None else None,
+                    fallback=self._delegate is not None and partition is None,
+                )
+            )  # fmt: skip
+        return OperatorProfile(
+            method="LiteRT interpreter nodes and delegate partitions (no per-operator times)",
+            requested_unit=self._requested,
+            queries=queries,
+            wall_ms=wall_ms,
+            ops=rows,
+            note="LiteRT's Python API has no operator profiler: where each operator ran is "
+            "known, how long it took is not (null, never estimated)",
+        )
+
     def close(self) -> None:
         self._interpreter = None
+
+
+def op_partitions(nodes: List[Dict[str, Any]]) -> List[tuple]:
+    """Each original node with the delegate partition that took it (its number), or None
+    where the interpreter's own kernels ran it. A partition's members are the nodes between
+    its DELEGATE node's input and output tensors."""
+    originals = [n for n in nodes if n["op_name"] != "DELEGATE"]
+    producer = {int(t): n["index"] for n in originals for t in n["outputs"]}
+    by_index = {n["index"]: n for n in originals}
+    member_of: Dict[int, int] = {}
+    for number, delegate in enumerate(n for n in nodes if n["op_name"] == "DELEGATE"):
+        boundary = {int(t) for t in delegate["inputs"]}
+        stack = [int(t) for t in delegate["outputs"]]
+        while stack:
+            tensor = stack.pop()
+            index = producer.get(tensor)
+            if tensor in boundary or index is None or index in member_of:
+                continue
+            member_of[index] = number
+            stack.extend(int(t) for t in by_index[index]["inputs"] if int(t) >= 0)
+    return [(node, member_of.get(node["index"])) for node in originals]
 
 
 def delegation(interpreter: Any) -> tuple:

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
 from typing import Any, Callable, Dict, List, Optional
 
 from agents.contract import RuntimeOptions, ports
-from agents.runtimes.seam import LoadedModel, Placement, RuntimeAdapter
+from agents.contract.profile import OperatorProfile, OperatorRow, precision_of
+from agents.runtimes.seam import (
+    LoadedModel,
+    Placement,
+    ProfileUnavailable,
+    RuntimeAdapter,
+    profile_wall_ms,
+)
 
 # Requested device name -> ONNX Runtime execution provider.
 PROVIDERS = {
@@ -15,6 +25,14 @@ PROVIDERS = {
     "OpenVINO": "OpenVINOExecutionProvider",
 }
 _DEVICE_OF = {provider: device for device, provider in PROVIDERS.items()}
+# Where the nodes a provider rejects go, in order: TensorRT's to CUDA before the CPU (without
+# CUDA between, every node TensorRT refuses ran on the CPU, unseen). The profile says which
+# node ran where.
+FALLBACKS = {
+    PROVIDERS["TensorRT"]: (PROVIDERS["CUDA"], PROVIDERS["CPU"]),
+    PROVIDERS["CUDA"]: (PROVIDERS["CPU"],),
+    PROVIDERS["OpenVINO"]: (PROVIDERS["CPU"],),
+}
 GRAPH_OPTIMIZATION = {
     "disable": "ORT_DISABLE_ALL",
     "basic": "ORT_ENABLE_BASIC",
@@ -29,6 +47,8 @@ class LoadedOnnxModel(LoadedModel):
         self._requested = requested_provider
         self.applied: Dict[str, Any] = {}
         self.runtime_cache = False
+        # A second session of the same model, options and providers, with profiling on.
+        self.profiling_session: Optional[Callable[[str], Any]] = None
 
     def inputs(self) -> List[Dict[str, Any]]:
         return ports.onnxruntime_ports(self._session.get_inputs())
@@ -65,8 +85,67 @@ class LoadedOnnxModel(LoadedModel):
             detail={"providers": used, "requested_provider": self._requested},
         )
 
+    def profile(self, feed: Dict[str, Any], queries: int) -> OperatorProfile:
+        """onnxruntime's session profiling, in a second session (profiling slows every run):
+        one query to warm it, then `queries` bound ones; each node's kernel time and the
+        execution provider that ran it, from the profile's events."""
+        if self.profiling_session is None:
+            raise ProfileUnavailable("this session was not loaded by the adapter")
+        with tempfile.TemporaryDirectory(prefix="edgebench-ort-profile-") as folder:
+            session = self.profiling_session(os.path.join(folder, "profile"))
+            profiled = LoadedOnnxModel(session, self._requested)
+            wall_ms = profile_wall_ms(profiled.bind(feed), queries)
+            with open(session.end_profiling()) as file:
+                events = json.load(file)
+        return OperatorProfile(
+            method=f"onnxruntime session profiling ({len(events)} events)",
+            requested_unit=self._requested,
+            queries=queries,
+            wall_ms=wall_ms,
+            ops=node_rows(events, self._requested, queries),
+            note="kernel times only: the session's own work between kernels (input and "
+            "output copies, scheduling) is in the wall time, not in any operator",
+        )
+
     def close(self) -> None:
         self._session = None
+        self.profiling_session = None
+
+
+def node_rows(events: List[Dict[str, Any]], requested: str, queries: int) -> List[OperatorRow]:
+    """The profile's node events after the first run (the warm-up) as one row a node: its
+    kernel time per query, its provider, the precision of its first input."""
+    runs = sorted(e["ts"] + e["dur"] for e in events if e.get("name") == "model_run")
+    after_warm_up = runs[0] if runs else 0
+    nodes: Dict[str, Dict[str, Any]] = {}
+    for event in events:
+        name = event.get("name", "")
+        if event.get("cat") != "Node" or not name.endswith("_kernel_time"):
+            continue
+        if event["ts"] < after_warm_up:
+            continue
+        args = event.get("args", {})
+        node = nodes.setdefault(
+            name[: -len("_kernel_time")],
+            {"op_type": args.get("op_name", "?"), "provider": args.get("provider", "?"),
+             "types": args.get("input_type_shape") or [], "calls": 0, "us": 0.0},
+        )  # fmt: skip
+        node["calls"] += 1
+        node["us"] += float(event.get("dur", 0))
+    return [
+        OperatorRow(
+            node=name,
+            op_type=node["op_type"],
+            calls=node["calls"] / queries,
+            time_us=node["us"] / queries,
+            unit=_DEVICE_OF.get(node["provider"], node["provider"]),
+            precision=next(
+                (precision_of(dtype) for shape in node["types"] for dtype in shape), None
+            ),
+            fallback=node["provider"] != requested,
+        )
+        for name, node in nodes.items()
+    ]
 
 
 class OnnxRuntimeAdapter(RuntimeAdapter):
@@ -109,22 +188,8 @@ class OnnxRuntimeAdapter(RuntimeAdapter):
             raise ValueError(
                 f"onnxruntime has no device {device!r} (known: {', '.join(PROVIDERS)})"
             )
-        session_options = onnxruntime.SessionOptions()
         applied: Dict[str, Any] = {}
-        threads = options.get("threads")
-        if threads:
-            session_options.intra_op_num_threads = applied["intra_op_threads"] = int(threads)
-        if options.get("inter_op_threads"):
-            # Inter-op threads only matter when independent nodes may run in parallel.
-            session_options.execution_mode = onnxruntime.ExecutionMode.ORT_PARALLEL
-            session_options.inter_op_num_threads = int(options["inter_op_threads"])
-            applied["inter_op_threads"] = int(options["inter_op_threads"])
-        level = options.get("graph_optimization")
-        if level:
-            session_options.graph_optimization_level = getattr(
-                onnxruntime.GraphOptimizationLevel, GRAPH_OPTIMIZATION[level]
-            )
-            applied["graph_optimization"] = level
+        session_options = _session_options(onnxruntime, options, applied)
         provider_options: Dict[str, Any] = {}
         cached = False
         if provider == PROVIDERS["TensorRT"]:
@@ -135,12 +200,38 @@ class OnnxRuntimeAdapter(RuntimeAdapter):
                 provider_options["trt_engine_cache_path"] = str(options["cache_dir"])
                 cached = True
             applied.update(provider_options)
-        providers: List[Any] = (
-            [provider]
-            if provider == "CPUExecutionProvider"
-            else [(provider, provider_options), PROVIDERS["CPU"]]
-        )
+        providers: List[Any] = [
+            (provider, provider_options),
+            *(p for p in FALLBACKS.get(provider, ()) if p in onnxruntime.get_available_providers()),
+        ]
         session = onnxruntime.InferenceSession(path, session_options, providers=providers)
         loaded = LoadedOnnxModel(session, provider)
         loaded.applied, loaded.runtime_cache = applied, cached
+
+        def profiling_session(prefix: str) -> Any:
+            profiled = _session_options(onnxruntime, options, {})
+            profiled.enable_profiling, profiled.profile_file_prefix = True, prefix
+            return onnxruntime.InferenceSession(path, profiled, providers=providers)
+
+        loaded.profiling_session = profiling_session
         return loaded
+
+
+def _session_options(onnxruntime: Any, options: Dict[str, Any], applied: Dict[str, Any]) -> Any:
+    """The session's options from the trial's runtime options; what it applied, in `applied`."""
+    session_options = onnxruntime.SessionOptions()
+    threads = options.get("threads")
+    if threads:
+        session_options.intra_op_num_threads = applied["intra_op_threads"] = int(threads)
+    if options.get("inter_op_threads"):
+        # Inter-op threads only matter when independent nodes may run in parallel.
+        session_options.execution_mode = onnxruntime.ExecutionMode.ORT_PARALLEL
+        session_options.inter_op_num_threads = int(options["inter_op_threads"])
+        applied["inter_op_threads"] = int(options["inter_op_threads"])
+    level = options.get("graph_optimization")
+    if level:
+        session_options.graph_optimization_level = getattr(
+            onnxruntime.GraphOptimizationLevel, GRAPH_OPTIMIZATION[level]
+        )
+        applied["graph_optimization"] = level
+    return session_options

@@ -16,7 +16,8 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 from agents.contract import RuntimeOptions, ports
-from agents.runtimes.seam import LoadedModel, Placement, RuntimeAdapter
+from agents.contract.profile import OperatorProfile, OperatorRow, precision_of
+from agents.runtimes.seam import LoadedModel, Placement, ProfileUnavailable, RuntimeAdapter
 
 # AUTO lets OpenVINO choose; whatever it picks is not a fallback.
 VIRTUAL_DEVICES = ("AUTO",)
@@ -78,6 +79,8 @@ class LoadedOpenVinoModel(LoadedModel):
         self.static_shapes: Dict[str, List[int]] = {}
         self.compile_any_shape: Optional[Callable[[], Any]] = None
         self._any_shape_request: Any = None
+        # The same model compiled again with performance counters on (they cost every run).
+        self.compile_profiled: Optional[Callable[[], Any]] = None
 
     def inputs(self) -> List[Dict[str, Any]]:
         return ports.openvino_ports(self._compiled.inputs)
@@ -157,12 +160,67 @@ class LoadedOpenVinoModel(LoadedModel):
             },
         )
 
+    def profile(self, feed: Dict[str, Any], queries: int) -> OperatorProfile:
+        """OpenVINO's performance counters (PERF_COUNT), in a second compiled model: one
+        query to warm it, then `queries`, each layer's real time read after each; the layer
+        type, its kernel (exec type: ISA and precision executed) and whether it ran."""
+        if self.compile_profiled is None:
+            raise ProfileUnavailable("this model was not loaded by the adapter")
+        request = self.compile_profiled().create_infer_request()
+        tensor = _api().Tensor
+        for name, value in feed.items():
+            request.set_tensor(name, tensor(value, shared_memory=True))
+        request.infer()
+        layers: Dict[str, Dict[str, Any]] = {}
+        wall_ns = 0
+        for _ in range(queries):
+            started = time.perf_counter_ns()
+            request.infer()
+            wall_ns += time.perf_counter_ns() - started
+            for info in request.profiling_info:
+                if not str(info.status).endswith("EXECUTED"):  # fused away, not run
+                    continue
+                layer = layers.setdefault(
+                    info.node_name, {"type": info.node_type, "kernel": info.exec_type, "us": 0.0,
+                                     "calls": 0}
+                )  # fmt: skip
+                layer["us"] += info.real_time.total_seconds() * 1e6
+                layer["calls"] += 1
+        return OperatorProfile(
+            method="OpenVINO performance counters (PERF_COUNT)",
+            requested_unit=self._requested,
+            queries=queries,
+            wall_ms=wall_ns / 1e6 / queries,
+            ops=[
+                layer_row(name, layer, self._requested, queries) for name, layer in layers.items()
+            ],
+            note="layer real times: the plugin's scheduling and the request's input and "
+            "output handling are in the wall time, not in any layer",
+        )
+
     def close(self) -> None:
         self._request = None
         self._any_shape_request = None
         self.compile_any_shape = None
+        self.compile_profiled = None
         self._compiled = None
         self._core = None
+
+
+def layer_row(name: str, layer: Dict[str, Any], device: str, queries: int) -> OperatorRow:
+    """One executed layer: its exec type names the kernel and, last, the precision it ran
+    in (jit_avx2_FP32, brgemm_avx512_amx_I8, ref_any_FP32: a reference kernel)."""
+    kernel = str(layer["kernel"])
+    return OperatorRow(
+        node=name,
+        op_type=str(layer["type"]),
+        calls=layer["calls"] / queries,
+        time_us=layer["us"] / queries,
+        unit=device,
+        precision=precision_of(kernel.rsplit("_", 1)[-1]),
+        kernel=kernel,
+        fallback=False,  # a plugin runs every layer it compiled; HETERO is not offered
+    )
 
 
 def _property(compiled: Any, name: str) -> Optional[str]:
@@ -255,16 +313,23 @@ class OpenVinoAdapter(RuntimeAdapter):
         def compile_any_shape() -> Any:
             return core.compile_model(any_shape(read_model(core, path)), device, config)
 
+        def trial_shapes(model: Any) -> Any:
+            if static:
+                model.reshape({name: _api().PartialShape(shape) for name, shape in static.items()})
+            else:
+                any_shape(model)
+            return model
+
         model = read_model(core, path)
         static = static_shapes(model, options.get("trial_shapes") or {})
-        if static:
-            model.reshape({name: _api().PartialShape(shape) for name, shape in static.items()})
-        else:
-            any_shape(model)
+        trial_shapes(model)
         started = time.perf_counter_ns()
         compiled = core.compile_model(model, device, config)
         loaded = LoadedOpenVinoModel(compiled, device, core)
         loaded.compile_ms = (time.perf_counter_ns() - started) / 1e6
+        loaded.compile_profiled = lambda: core.compile_model(
+            trial_shapes(read_model(core, path)), device, {**config, "PERF_COUNT": "YES"}
+        )
         if static:
             loaded.static_shapes, loaded.compile_any_shape = static, compile_any_shape
         loaded.applied, loaded.runtime_cache = dict(config), bool(options.get("cache_dir"))

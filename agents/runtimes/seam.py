@@ -12,6 +12,7 @@ every runtime on a device that may have none of them.
 from __future__ import annotations
 
 import importlib.util
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Type
@@ -19,9 +20,23 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Type
 from pydantic import BaseModel
 
 from agents.contract import RuntimeOptions
+from agents.contract.profile import OperatorProfile
 
 # One input or output as a runtime describes it: name, shape (None where dynamic), dtype.
 Port = Dict[str, Any]
+
+
+class ProfileUnavailable(RuntimeError):
+    """The runtime offers no operator profiler this adapter can use: said, not guessed."""
+
+
+def profile_wall_ms(run_bound: Callable[[], Any], queries: int) -> float:
+    """One query to warm a profiled model, then `queries` timed: their mean wall time, ms."""
+    run_bound()
+    started = time.perf_counter_ns()
+    for _ in range(queries):
+        run_bound()
+    return (time.perf_counter_ns() - started) / 1e6 / queries
 
 
 @dataclass
@@ -96,6 +111,13 @@ class LoadedModel(ABC):
         """The runtime's own measure of the last inference (what its vendor's tool
         reports), or None where the runtime keeps no such clock (the default)."""
         return None
+
+    def profile(self, feed: Dict[str, Any], queries: int) -> OperatorProfile:
+        """`queries` queries of `feed` under the runtime's own profiler, after the timed
+        runs (a profiler perturbs what it watches): where each operator ran, how long it
+        took, in what precision. Raises ProfileUnavailable where there is none (the
+        default)."""
+        raise ProfileUnavailable(f"{type(self).__name__} has no operator profiler")
 
 
 class RuntimeAdapter(ABC):

@@ -1,4 +1,4 @@
-"""`edgebench results table|compare|export`."""
+"""`edgebench results table|compare|profile|export`."""
 
 from __future__ import annotations
 
@@ -184,6 +184,78 @@ def compare(
             f"a difference counts from {result.practical_pct:g} %"
         )
     console.print(f"[bold]{result.verdict()}[/bold]")
+
+
+def _profile_of(session, name: str, prefix: str) -> dict:  # noqa: ANN001
+    """The profile of the trial a prefix names."""
+    from orchestrator.store import queries
+    from orchestrator.store.queries.profiles import trial_profile
+
+    found = queries.trials_matching(session, prefix) if len(prefix) >= 4 else []
+    if len(found) != 1:
+        what = "no trial" if not found else f"{len(found)} trials"
+        fail(f"{name}: {what} with an id starting {prefix!r} (give at least 4 characters)")
+    profile = trial_profile(session, found[0]["trial_id"])
+    if profile is None:
+        fail(
+            f"{name}: trial {found[0]['trial_id'][:12]} has no operator profile (run its "
+            "campaign with `policy: {profile: true}`)"
+        )
+    return profile
+
+
+def _print_profile(profile: dict, top: int) -> None:
+    from orchestrator import profile_diff
+
+    console.print(f"[bold]{profile['trial_id'][:12]}[/bold] {profile['label']}")
+    console.print(
+        f"{profile['method']}, {profile['queries']} queries after the timed runs; "
+        + profile_diff.coverage_words(profile)
+    )
+    shown = Table("op type", "unit", "precision", "nodes", "ms/query", "share", "fell back")
+    for row in profile["op_types"][:top]:
+        shown.add_row(
+            row["op_type"], row["unit"], row["precision"] or "—", str(row["nodes"]),
+            _fmt(row["time_ms"], 4), "—" if row["share"] is None else f"{row['share']:.1%}",
+            str(row["fallback_nodes"] or ""),
+        )  # fmt: skip
+    console.print(shown)
+    fell_back = [n for n in profile["nodes"] if n["fallback"]]
+    if fell_back:
+        named = ", ".join(f"{n['node']} ({n['op_type']} on {n['unit']})" for n in fell_back[:10])
+        console.print(
+            f"[bold]{len(fell_back)} of {len(profile['nodes'])} operators ran off "
+            f"{profile['requested_unit']}[/bold]: {named}" + (" …" if len(fell_back) > 10 else "")
+        )
+
+
+@app.command("profile")
+def profile(
+    trial: str = typer.Argument(..., help="Trial id (or its first characters)."),
+    vs: Optional[str] = typer.Option(
+        None, "--vs", help="Another trial: what the difference is made of."
+    ),
+    top: int = typer.Option(15, help="Op types shown."),
+) -> None:
+    """Where the time of a trial went, operator by operator, and where each ran (its profile
+    pass); with --vs, which op types account for the difference between two trials."""
+    from orchestrator import profile_diff
+
+    with open_sessions()() as session:
+        a = _profile_of(session, "TRIAL", trial)
+        b = _profile_of(session, "--vs", vs) if vs else None
+    _print_profile(a, top)
+    if b is None:
+        return
+    _print_profile(b, top)
+    shown = Table("op type", "A ms/query", "B ms/query", "B − A", "B nodes", "B on")
+    for row in profile_diff.diff(a, b)[:top]:
+        shown.add_row(
+            row["op_type"], _fmt(row["a_ms"], 4), _fmt(row["b_ms"], 4),
+            f"{row['delta_ms']:+.4f}", str(row["b_nodes"]), ", ".join(row["b_units"]),
+        )  # fmt: skip
+    console.print(shown)
+    console.print(f"[bold]{profile_diff.explain(a, b)}[/bold]")
 
 
 @app.command("export")

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -321,6 +322,44 @@ class Result(MetricColumns, Base):
 
     trial: Mapped[Trial] = relationship(back_populates="result")
     samples: Mapped[Optional[ResultSamples]] = relationship(uselist=False)
+    profile: Mapped[Optional[ResultProfile]] = relationship(uselist=False)
+
+
+class ResultProfile(Base):
+    """A result's operator profile (agents.contract.profile): the pass's figures, every node
+    compressed (zlib'd JSON, read one trial at a time), and one row per op type."""
+
+    __tablename__ = "result_profiles"
+
+    result_id: Mapped[int] = mapped_column(ForeignKey("results.id"), primary_key=True)
+    method: Mapped[str] = mapped_column(String(200))
+    requested_unit: Mapped[str] = mapped_column(String(128))
+    queries: Mapped[int] = mapped_column(Integer)
+    wall_ms: Mapped[Optional[float]] = mapped_column(Float)
+    total_ms: Mapped[Optional[float]] = mapped_column(Float)  # the ops' time per query
+    note: Mapped[Optional[str]] = mapped_column(Text)
+    nodes_zlib: Mapped[bytes] = mapped_column(LargeBinary)
+
+    op_types: Mapped[list[ProfileOpType]] = relationship(
+        order_by="ProfileOpType.id", cascade="all, delete-orphan"
+    )
+
+
+class ProfileOpType(Base):
+    """One op type on one unit in one precision, in one result's profile."""
+
+    __tablename__ = "profile_op_types"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    result_id: Mapped[int] = mapped_column(ForeignKey("result_profiles.result_id"), index=True)
+    op_type: Mapped[str] = mapped_column(String(128))
+    unit: Mapped[str] = mapped_column(String(128))
+    precision: Mapped[Optional[str]] = mapped_column(String(16))
+    nodes: Mapped[int] = mapped_column(Integer)
+    calls: Mapped[float] = mapped_column(Float)  # per query
+    time_ms: Mapped[Optional[float]] = mapped_column(Float)  # per query
+    share: Mapped[Optional[float]] = mapped_column(Float)
+    fallback_nodes: Mapped[int] = mapped_column(Integer)
 
 
 class ResultSamples(Base):

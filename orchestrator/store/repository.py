@@ -36,6 +36,7 @@ from orchestrator.store.models import (
     Word,
     utcnow,
 )
+from orchestrator.store.profiles import stored_profile
 
 MAX_ATTEMPTS = 5
 
@@ -393,6 +394,8 @@ def record_result(
     )
     # Inserted at the next flush, with the samples: a batch inserts all its rows at once.
     result.samples = ResultSamples(samples_ns=list(message.samples_ns))
+    if message.profile is not None:
+        result.profile = stored_profile(message.profile)
     session.add(result)
     trial.state, trial.error = DONE, None
     if message.unstable or message.throttled:
@@ -406,7 +409,7 @@ def record_result(
 # above), not a figure of the measurement: every other field of it is a Result column.
 NOT_MEASURED = {
     "trial_id", "attempt", "device", "boot_id", "status", "error", "summary", "samples_ns",
-    "sent_at",
+    "sent_at", "profile",
 }  # fmt: skip
 
 

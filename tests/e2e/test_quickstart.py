@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -124,6 +125,25 @@ def test_quickstart_measures_serves_the_dashboard_and_stops_everything_on_ctrl_c
     assert processes_using(home) == []
     assert (home / "edgebench.db").exists()  # the store stays
     assert not (home / "broker.json").exists()
+    # Every trial has its operator profile; onnxruntime's and OpenVINO's have times, and
+    # the command that shows int8 against fp32 works as printed.
+    profiled = (
+        sqlite3.connect(home / "edgebench.db")
+        .execute(
+            "SELECT t.runtime, p.total_ms FROM result_profiles p JOIN results r ON r.id = p.result_id"
+            " JOIN trials t ON t.id = r.trial_id"
+        )
+        .fetchall()
+    )
+    assert len(profiled) == len(rows), profiled
+    assert all(total > 0 for runtime, total in profiled if runtime != "litert"), profiled
+    hint = re.search(r"`edgebench (results profile \w+ --vs \w+)`", text.replace("\n", " "))
+    assert hint, text[-2000:]
+    shown = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli.main", *hint.group(1).split()],
+        env=clean_env(home), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert shown.returncode == 0 and "B is " in shown.stdout, shown.stdout + shown.stderr
 
 
 def test_server_records_its_embedded_broker_and_agent_finds_it(tmp_path):

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from tests import seed
+from tests.integration.test_ingest import world  # noqa: F401
 
 AppTest = pytest.importorskip(
     "streamlit.testing.v1", reason="the dashboard extra (streamlit) is not installed"
@@ -31,6 +32,7 @@ PAGES = {
     "Trade-offs": "views/tradeoffs.py",
     "Trial detail": "views/trial_detail.py",
     "Diff": "views/diff.py",
+    "Profile": "views/profile.py",
 }
 # Generous: the first run imports pandas, altair and SQLAlchemy on a small machine.
 RUN_TIMEOUT_S = 30
@@ -184,7 +186,7 @@ def test_every_page_renders_the_seeded_store(monkeypatch, tmp_path, store_url):
         app = open_page(monkeypatch, store_url, tmp_path, page, {"model": seed.FAMILY})
         assert_clean(app)
         assert [t.value for t in app.title] == [page]
-        if page != "Diff":
+        if page not in ("Diff", "Profile"):  # (no profile seeded: test_profile_page_*)
             assert len(app.dataframe) + len(chart_frames(app)) > 0, f"{page} shows no data"
         for title in axis_titles(app):
             assert "(" in title and title.endswith(")"), f"{page}: axis {title!r} has no unit"
@@ -487,3 +489,36 @@ def test_compare_groups_keep_scenarios_and_runtime_options_apart_with_runs(store
     assert (five["p50_low_ms"], five["p50_high_ms"]) == (min(run_p50s), max(run_p50s))
     assert five["p50_interval_coverage"] == 0.9375 and five["unstable"] is False
     assert [(g["scenario"], g["runs"]) for g in poisson] == [("poisson", 1)]
+
+
+def test_profile_page_shows_where_the_time_went_and_the_diff(monkeypatch, tmp_path, world):  # noqa: F811
+    """Two trials' profiles through ingest (tests/integration/test_profile_store.py)."""
+    from orchestrator import ingest
+    from tests.integration.test_ingest import dispatch_one
+    from tests.integration.test_profile_store import FP32, INT8, profiled_result
+
+    sessions, campaign_id = world
+    first, second = dispatch_one(sessions, campaign_id), dispatch_one(sessions, campaign_id)
+    assert ingest.handle(sessions, profiled_result(*first, FP32, 900_000)) == "stored"
+    assert ingest.handle(sessions, profiled_result(*second, INT8, 1_400_000)) == "stored"
+    url = sessions.kw["bind"].url.render_as_string(hide_password=False)
+
+    one = open_page(monkeypatch, url, tmp_path, "Profile", {"trial": first[0]})
+    assert_clean(one)
+    assert [s.value for s in one.subheader] == ["Where the time went"]
+    assert (
+        "the operators account for 0.800 ms of the 0.900 ms measured mean" in one.caption[0].value
+    )
+    assert list(table(one)["op_type"]) == ["Conv", "Relu"]
+    assert list(chart_frames(one)[0][0]["op_type"]) == ["Conv", "Relu"]
+    assert axis_titles(one) == ["ms per query"]
+
+    both = open_page(monkeypatch, url, tmp_path, "Profile", {"trial": first[0], "vs": second[0]})
+    assert_clean(both)
+    said = [m.value for m in both.markdown]
+    assert any("B is 0.500 ms slower per query than A" in m and "DequantizeLinear +0.600 ms" in m
+               for m in said)  # fmt: skip
+    differences = table(both).set_index("op_type")["B − A"]  # largest either way first
+    assert list(differences.index[:2]) == ["Conv", "DequantizeLinear"]
+    assert differences["Conv"] == pytest.approx(-0.7) and differences["Relu"] == pytest.approx(-0.1)
+    assert [w.value for w in both.warning] == ["1 of 6 operators ran off CPU:"]

@@ -125,7 +125,7 @@ def test_every_kind_has_a_test_message():
 def test_envelope_round_trip(kind):
     message = MESSAGES[kind]()
     wire = envelope(message)
-    assert wire["schema"] == SCHEMA_VERSION == 6
+    assert wire["schema"] == SCHEMA_VERSION == 7
     assert wire["kind"] == kind
     assert set(wire) == {"schema", "kind", "body"}
     # a plain dict, through JSON text and through bytes: the same message each time

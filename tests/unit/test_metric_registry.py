@@ -18,7 +18,7 @@ from orchestrator.store.queries.dashboard import METRICS as MENU
 # the structured detail (placement, environment, scenario report, samples).
 MESSAGE_NOT_FIGURES = {
     "trial_id", "attempt", "device", "boot_id", "status", "error", "placement", "summary",
-    "scenario_report", "samples_ns", "environment", "sent_at",
+    "scenario_report", "samples_ns", "environment", "sent_at", "profile",
 }  # fmt: skip
 BY_NAME = {m.name: m for m in metrics.METRICS}
 ROW_NOT_FIGURES = {

@@ -18,6 +18,7 @@ from orchestrator.store.models import (
     Device,
     Model,
     Result,
+    ResultProfile,
     Trial,
     TrialState,
     utcnow,
@@ -31,8 +32,9 @@ from orchestrator.store.session import session_factory
 EXPORT_FIELDS = [
     "trial_id", "campaign", "campaign_id", "device", "device_class", "model", "runtime",
     "requested_device", "precision", "batch_size", "scenario", "repeat", "status", "error",
-    "attempt", *(m.name for m in metrics.METRICS), "scenario_params", "scenario_report",
-    "runtime_options", "input_shapes", "finished_at",
+    "attempt", *(m.name for m in metrics.METRICS), "profile_method", "profile_ops_ms",
+    "profile_fallback_ops", "scenario_params", "scenario_report", "runtime_options",
+    "input_shapes", "finished_at",
 ]  # fmt: skip
 # What a result row holds beside its metrics.
 RESULT_FIELDS = (*(m.name for m in metrics.METRICS), "scenario_report")
@@ -200,11 +202,12 @@ def result_rows(
     """One row per trial with every export field; metrics are None when not measured.
     `runs_like`: only trials that may be runs of that trial's configuration."""
     query = (
-        select(Trial, Campaign, Device, Model, Result)
+        select(Trial, Campaign, Device, Model, Result, ResultProfile.method, ResultProfile.total_ms)
         .join(Campaign, Trial.campaign_id == Campaign.id)
         .join(Device, Trial.device_id == Device.id)
         .join(Model, Trial.model_id == Model.id)
         .outerjoin(Result, Result.trial_id == Trial.id)
+        .outerjoin(ResultProfile, ResultProfile.result_id == Result.id)
         .order_by(Trial.campaign_id, Trial.seq)
     )
     if campaign_id is not None:
@@ -220,7 +223,7 @@ def result_rows(
     if runs_like is not None:  # the trial's campaign, device, model, runtime, precision, batch
         query = query.where(*(getattr(Trial, c) == getattr(runs_like, c) for c in RUN_COLUMNS))
     rows = []
-    for trial, campaign, dev, mdl, result in session.execute(query):
+    for trial, campaign, dev, mdl, result, method, ops_ms in session.execute(query):
         row: dict[str, Any] = dict.fromkeys(EXPORT_FIELDS)
         row.update(
             trial_id=trial.id,
@@ -246,6 +249,9 @@ def result_rows(
         if result is not None:
             for name in RESULT_FIELDS:
                 row[name] = getattr(result, name)
+        if method is not None:  # its operator profile (results profile shows it whole)
+            fell_back = (result.placement or {}).get("fallback_ops")
+            row.update(profile_method=method, profile_ops_ms=ops_ms, profile_fallback_ops=fell_back)
         rows.append(row)
     return rows
 
