@@ -32,11 +32,10 @@ from agents.measurement import (
     loadgen,
     memory,
     overhead,
-    profiling,
     scenarios,
     timing,
 )
-from agents.runtimes import LoadedModel, Placement, RuntimeAdapter
+from agents.runtimes import LoadedModel, Placement, RuntimeAdapter, profiling
 from agents.settings import AgentSettings
 
 

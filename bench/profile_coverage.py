@@ -22,8 +22,8 @@ from vendor_agreement import run_in_fresh_process  # bench/ is on sys.path when 
 
 from agents.contract import ArtifactRef, InputSpec, MeasurementPolicy, TrialSpec
 from agents.contract.profile import OperatorProfile, by_op_type
-from orchestrator import profile_diff
 from orchestrator.artifacts import standard_set, validation
+from orchestrator.store.queries import profile_diff
 
 RUNTIMES = {"onnx": ("onnxruntime", "openvino"), "tflite": ("litert",)}
 

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import store_access
-from orchestrator import profile_diff
+from orchestrator.store.queries import profile_diff
 from orchestrator.store.queries.profiles import profiled_trials, trial_profile
 
 st.title("Profile")

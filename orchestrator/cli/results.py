@@ -205,7 +205,7 @@ def _profile_of(session, name: str, prefix: str) -> dict:  # noqa: ANN001
 
 
 def _print_profile(profile: dict, top: int) -> None:
-    from orchestrator import profile_diff
+    from orchestrator.store.queries import profile_diff
 
     console.print(f"[bold]{profile['trial_id'][:12]}[/bold] {profile['label']}")
     console.print(
@@ -239,7 +239,7 @@ def profile(
 ) -> None:
     """Where the time of a trial went, operator by operator, and where each ran (its profile
     pass); with --vs, which op types account for the difference between two trials."""
-    from orchestrator import profile_diff
+    from orchestrator.store.queries import profile_diff
 
     with open_sessions()() as session:
         a = _profile_of(session, "TRIAL", trial)

@@ -50,6 +50,7 @@ PAGES = {
     "Trade-offs": (f"tradeoffs?model={seed.FAMILY}", 5),
     "Trial detail": ("trial_detail", 4),
     "Diff": (f"diff?mode=two+devices%2C+one+model&model={seed.FAMILY}&precision=fp32", 0),
+    "Profile": ("profile", 0),  # (no profile seeded: it says how to get one)
 }
 
 

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from agents.contract import CONTROL_QUEUE, INGEST_TASK, Heartbeat, TrialStarted
-from orchestrator import broker, ingest_workers, planning
+from orchestrator import broker, ingest, ingest_workers, planning
 from orchestrator.artifacts.registry import build_and_register
 from orchestrator.campaigns.spec import parse_spec
 from orchestrator.control_queue import TAKEN_KEY, ControlQueue, task_argument
@@ -172,7 +172,16 @@ def test_two_loops_on_postgresql_store_each_result_once(
         assert session.scalar(select(func.count()).where(Trial.state != "done")) == 0
     queue = ControlQueue(own_redis)
     assert queue.client.llen(CONTROL_QUEUE) == 0
-    assert queue.client.keys(f"{TAKEN_KEY}*") == []
+    # A loop killed after its commit and before its acknowledgement leaves its batch taken,
+    # for its successor, which may have been stopped before it started: the next start
+    # takes it again, and none of it is stored twice.
+    left = [
+        m for key in queue.client.keys(f"{TAKEN_KEY}*") for m in queue.client.lrange(key, 0, -1)
+    ]
+    assert not left or kill_a_loop
+    assert all(ingest.handle(sessions, task_argument(m)) not in ("stored", "failed") for m in left)
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Result)) == len(sent)
 
 
 def waiting_loops(redis) -> list:  # noqa: ANN001

@@ -9,11 +9,11 @@ import pytest
 
 from agents.contract import TrialResult
 from agents.contract.profile import OperatorProfile, OperatorRow, by_op_type, precision_of
-from agents.measurement import profiling
+from agents.runtimes import profiling
 from agents.runtimes.onnxruntime import LoadedOnnxModel, OnnxRuntimeAdapter
 from agents.runtimes.seam import LoadedModel, ProfileUnavailable
-from orchestrator import profile_diff
 from orchestrator.artifacts import builtin_models
+from orchestrator.store.queries import profile_diff
 
 FEED = {"input": np.random.default_rng(1).random((8, 64), dtype=np.float32)}
 
