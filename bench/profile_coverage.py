@@ -5,7 +5,8 @@ on onnxruntime and OpenVINO (the ONNX files) and LiteRT (the TFLite files), batc
 CPU: each an edgebench trial in a fresh `python -m agents.runner` process, as an agent runs
 it, with `policy.profile` on. For each trial: the measured mean per query, the profile's
 operator time per query and their ratio (target: within 15 %, or the runtime's own account
-of the gap), the profile pass's wall time per query, the top op types. Then, per model and
+of the gap), the profile pass's wall time per query and its ratio to the measured mean (the
+profiler's own cost), the top op types. Then, per model and
 runtime, what the int8 − fp32 difference is made of (orchestrator.profile_diff.explain).
 
 Usage: .venv/bin/python bench/profile_coverage.py [--seconds 3] [--models digits_cnn,...]
@@ -61,10 +62,12 @@ def line(model: str, runtime: str, precision: str, shown: dict) -> str:
         f"{r['op_type']} {r['share']:.0%}" for r in shown["op_types"][:3] if r["share"] is not None
     )
     total = "—" if shown["total_ms"] is None else f"{shown['total_ms']:.4f}"
+    slowdown = profile_diff.profiler_slowdown(shown)
     return (
         f"{model:<16} {runtime:<12} {precision:<5} {shown['measured_mean_ms']:9.4f} "
         f"{total:>9} {'—' if share is None else f'{share:.0%}':>6} {shown['wall_ms']:9.4f} "
-        f"{shown['ops']:>4} {shown['fallback_ops']:>3}  {top or shown['note'][:60]}"
+        f"{slowdown:9.2f} {shown['ops']:>4} {shown['fallback_ops']:>3}  "
+        f"{top or shown['note'][:60]}"
     )
 
 
@@ -75,7 +78,8 @@ def main() -> None:
     args = parser.parse_args()
     profiles: dict = {}
     print(f"{'model':<16} {'runtime':<12} {'prec':<5} {'mean ms':>9} {'ops ms':>9} "
-          f"{'ops/mean':>6} {'pass ms':>9} {'ops':>4} {'off':>3}  top op types")  # fmt: skip
+          f"{'ops/mean':>6} {'pass ms':>9} {'pass/mean':>9} {'ops':>4} {'off':>3}  "
+          "top op types")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="edgebench-profile-bench-") as tmp:
         for model in args.models.split(","):
             for artifact in standard_set.build(model).artifacts:

@@ -217,3 +217,12 @@ def test_litert_names_where_each_operator_of_a_public_model_ran_without_inventin
     assert profile.wall_ms > 0 and not profile.fallback_summary()["fallback_ops"]
     words = profile_diff.coverage_words({"total_ms": None, "note": profile.note})
     assert words.startswith("the profiler gave no operator times") and "never estimated" in words
+
+
+def test_a_profiler_that_slows_the_queries_is_said_to_and_its_times_read_as_shares():
+    inflated = {"total_ms": 2.0, "measured_mean_ms": 1.0, "wall_ms": 2.5, "note": "kernels"}
+    words = profile_diff.coverage_words(inflated)
+    assert "(200 %)" in words and "took 2.500 ms each, 2.5x the timed ones" in words
+    assert "read the shares" in words
+    close = {"total_ms": 0.95, "measured_mean_ms": 1.0, "wall_ms": 1.1, "note": "kernels"}
+    assert profile_diff.coverage_words(close).endswith("(95 %)")
