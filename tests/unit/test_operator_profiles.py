@@ -226,3 +226,18 @@ def test_a_profiler_that_slows_the_queries_is_said_to_and_its_times_read_as_shar
     assert "read the shares" in words
     close = {"total_ms": 0.95, "measured_mean_ms": 1.0, "wall_ms": 1.1, "note": "kernels"}
     assert profile_diff.coverage_words(close).endswith("(95 %)")
+
+
+def test_profiles_that_disagree_with_the_measured_difference_are_said_to():
+    a = {"op_types": [{"op_type": "Conv", "unit": "CPU", "precision": "fp32", "nodes": 1,
+                       "calls": 1, "time_ms": 1.0, "share": 1.0, "fallback_nodes": 0}],
+         "total_ms": 1.0, "measured_mean_ms": 1.0}  # fmt: skip
+    b = {"op_types": [{"op_type": "QLinearConv", "unit": "CPU", "precision": "int8", "nodes": 1,
+                       "calls": 1, "time_ms": 1.5, "share": 1.0, "fallback_nodes": 0}],
+         "total_ms": 1.5, "measured_mean_ms": 0.8}  # fmt: skip
+    words = profile_diff.explain(a, b)
+    assert (
+        words.startswith("B is 0.200 ms faster")
+        and "QLinearConv +1.500 ms (1 node on CPU)" in words
+    )
+    assert "the profiles' difference has the other sign" in words

@@ -29,8 +29,15 @@ def coverage_words(profile: dict[str, Any]) -> str:
             "timed ones: the profiler's own cost is in every operator's time (read the shares, "
             "not the absolute times)"
         )
-    elif abs(share - 1) > COVERAGE_TOLERANCE and profile.get("note"):
-        words += f"; the rest: {profile['note']}"
+    elif abs(share - 1) > COVERAGE_TOLERANCE:
+        wall = profile.get("wall_ms")
+        if wall:
+            words += (
+                f"; the profiled queries took {wall:.3f} ms each, the operators "
+                f"{profile['total_ms'] / wall * 100:.0f} % of that"
+            )
+        if profile.get("note"):
+            words += f"; the rest: {profile['note']}"
     return words
 
 
@@ -92,8 +99,17 @@ def explain(a: dict[str, Any], b: dict[str, Any], top: int = 3) -> str:
     for row in [r for r in rows if r["delta_ms"] * profiled > 0][:top]:
         where = ", ".join(row["b_units"]) or "-"
         nodes = row["b_nodes"] if row["delta_ms"] > 0 else row["a_nodes"]
-        parts.append(f"{row['op_type']} {row['delta_ms']:+.3f} ms ({nodes} nodes on {where})")
-    return (
+        parts.append(
+            f"{row['op_type']} {row['delta_ms']:+.3f} ms ({nodes} node{'s' * (nodes != 1)} on "
+            f"{where})"
+        )
+    words = (
         f"B is {abs(measured):.3f} ms {way} per query than A (measured means; the profiles "
         f"differ by {profiled:+.3f} ms)" + (": " + "; ".join(parts) if parts else "")
     )
+    if measured * profiled < 0:
+        words += (
+            " — the profiles' difference has the other sign: the profiler's own cost differs "
+            "between the two, so these are the profiles' account, not the measured one"
+        )
+    return words
