@@ -93,6 +93,7 @@ b = store_access.read(trial_profile, versus)
 st.markdown(f"**{profile_diff.explain(a, b)}**")
 rows = pd.DataFrame(profile_diff.diff(a, b))
 if not rows.empty:
+    rows["a_units"] = rows["a_units"].map(", ".join)
     rows["b_units"] = rows["b_units"].map(", ".join)
     chart = (
         alt.Chart(rows.head(12))

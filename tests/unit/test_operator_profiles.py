@@ -241,3 +241,4 @@ def test_profiles_that_disagree_with_the_measured_difference_are_said_to():
         and "QLinearConv +1.500 ms (1 node on CPU)" in words
     )
     assert "the profiles' difference has the other sign" in words
+    assert "QLinearConv -1.500 ms (1 node on CPU)" in profile_diff.explain(b, a)  # A has it, B not

@@ -76,6 +76,7 @@ def diff(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({
             "op_type": op_type, "a_ms": ms_a, "b_ms": ms_b, "delta_ms": ms_b - ms_a,
             "a_nodes": in_a["nodes"] if in_a else 0, "b_nodes": in_b["nodes"] if in_b else 0,
+            "a_units": sorted(in_a["units"]) if in_a else [],
             "b_units": sorted(in_b["units"]) if in_b else [],
             "b_fallback_nodes": in_b["fallback_nodes"] if in_b else 0,
             "b_precisions": sorted(in_b["precisions"]) if in_b else [],
@@ -97,7 +98,7 @@ def explain(a: dict[str, Any], b: dict[str, Any], top: int = 3) -> str:
     profiled = b["total_ms"] - a["total_ms"]
     parts = []
     for row in [r for r in rows if r["delta_ms"] * profiled > 0][:top]:
-        where = ", ".join(row["b_units"]) or "-"
+        where = ", ".join(row["b_units"] or row["a_units"])  # B's, or A's where B has none
         nodes = row["b_nodes"] if row["delta_ms"] > 0 else row["a_nodes"]
         parts.append(
             f"{row['op_type']} {row['delta_ms']:+.3f} ms ({nodes} node{'s' * (nodes != 1)} on "
