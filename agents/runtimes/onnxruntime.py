@@ -99,7 +99,7 @@ class LoadedOnnxModel(LoadedModel):
                 events = json.load(file)
         return OperatorProfile(
             method=f"onnxruntime session profiling ({len(events)} events)",
-            requested_unit=self._requested,
+            requested_unit=_DEVICE_OF.get(self._requested, self._requested),
             queries=queries,
             wall_ms=wall_ms,
             ops=node_rows(events, self._requested, queries),
