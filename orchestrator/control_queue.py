@@ -25,7 +25,9 @@ from kombu.compression import decompress
 
 from agents.contract import CONTROL_QUEUE, INGEST_TASK, broker_ssl_options
 
-# Messages taken and not yet committed, one list for each ingest loop: KEY.<loop>
+# Messages taken and not yet committed, one list for each ingest loop of each controller
+# run: KEY.<run>.<loop> (a loop orphaned by a controller killed -9 never shares a list with
+# the next controller's loops)
 TAKEN_KEY = f"{CONTROL_QUEUE}.taken"
 
 # Producers LPUSH and consumers RPOP (kombu's Redis transport): the oldest are on the right.
@@ -61,8 +63,10 @@ log = logging.getLogger("edgebench.control_queue")
 class ControlQueue:
     """One ingest loop's reader of the control queue (of the one controller: the lease holder)."""
 
-    def __init__(self, broker_url: str, broker_ca: Optional[Path] = None, slot: int = 0) -> None:
-        self.taken_key = f"{TAKEN_KEY}.{slot}"
+    def __init__(
+        self, broker_url: str, broker_ca: Optional[Path] = None, loop: str = "0.0"
+    ) -> None:
+        self.taken_key = f"{TAKEN_KEY}.{loop}"
         ssl_options = broker_ssl_options(broker_url, broker_ca) or {}
         # the blocking wait is bounded by its own timeout; the socket's must exceed it
         self.client = redis.Redis.from_url(
@@ -75,9 +79,15 @@ class ControlQueue:
         """Messages taken and never acknowledged go back on the queue; how many."""
         return int(self._put_back(keys=[CONTROL_QUEUE, self.taken_key]))
 
-    def put_back_all(self) -> int:
-        """Every loop's taken messages back on the queue (only while no loop runs)."""
-        keys = list(self.client.scan_iter(match=f"{TAKEN_KEY}.*", count=100))
+    def put_back_all(self, but_run: str = "") -> int:
+        """The taken messages of every loop of other controller runs than `but_run` back
+        on the queue (before this run's loops start)."""
+        mine = f"{TAKEN_KEY}.{but_run}.".encode()
+        keys = [
+            key
+            for key in self.client.scan_iter(match=f"{TAKEN_KEY}.*", count=100)
+            if not (but_run and key.startswith(mine))
+        ]
         return sum(int(self._put_back(keys=[CONTROL_QUEUE, key])) for key in keys)
 
     def take(self, limit: int, wait_s: float) -> list[bytes]:
@@ -120,6 +130,6 @@ def task_argument(message: bytes) -> Any:
         if task != INGEST_TASK:
             raise ValueError(f"task {task!r}")
         return args[0] if args else None
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-        log.warning("refused a message on the control queue: %s", exc)
+    except Exception as exc:  # anyone on the broker can send anything: never a crash
+        log.warning("refused a message on the control queue: %s", str(exc)[:200] or type(exc))
         return None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import secrets
 import signal
 import threading
 from pathlib import Path
@@ -97,11 +98,14 @@ def apply_waiting(
     The messages are acknowledged once this returns, so it does not return before they are
     stored, unless the controller is asked to stop: then None.
     """
+    singly = False  # after an unexpected error: each message on its own
     while True:
         try:
+            if singly:
+                return one_by_one(sessions, raws)
             with STORE_LOCK:
                 return ingest.handle_batch(sessions, raws)
-        except ingest.TransientStoreError as exc:
+        except ingest.TransientStoreError as exc:  # of the batch, or of one of its messages
             if exc.conflict:  # a deadlock with another loop, or the scheduler: at once
                 log.info("batch of %d messages in a lock conflict; again", len(raws))
                 continue
@@ -112,15 +116,20 @@ def apply_waiting(
             stop.wait(STORE_RETRY_S)
         except Exception:  # a bug must not take the controller down, nor cost the batch
             log.exception("unexpected error in a batch of %d messages; one by one", len(raws))
-            return one_by_one(sessions, raws)
+            singly = True
 
 
 def one_by_one(sessions: sessionmaker[Session], raws: list) -> list[Outcome]:
+    """Each message in its own transaction; one that fails unexpectedly is dropped (logged),
+    but a store outage or lock conflict is raised: the whole batch is tried again (the
+    messages stored already come back as duplicates)."""
     outcomes = []
     for raw in raws:
         try:
             with STORE_LOCK:
                 outcomes.append(ingest.handle(sessions, raw))
+        except ingest.TransientStoreError:
+            raise
         except Exception:  # logged loudly; the message is dropped
             log.exception("unexpected error while ingesting a message; dropped")
             outcomes.append(Outcome.ERROR)
@@ -162,14 +171,17 @@ class BrokerWake:
 
 
 def child_loop(
-    slot: int, broker_url: str, broker_ca: Optional[Path], database_url: str, loglevel: str
+    loop: str, broker_url: str, broker_ca: Optional[Path], database_url: str, loglevel: str
 ) -> None:
     """An ingest loop in a child process; it stops when asked or when its parent is gone."""
     logging.basicConfig(
-        level=loglevel, format=f"%(asctime)s %(name)s[{slot}] %(levelname)s %(message)s"
+        level=loglevel, format=f"%(asctime)s %(name)s[{loop}] %(levelname)s %(message)s"
     )
     stop, parent = threading.Event(), os.getppid()
     stop_on_signals(stop)
+    # Ctrl-C reaches the whole process group: the controller's SIGTERM that follows is what
+    # stops this loop, once (a second signal would abandon the batch in hand).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch_parent() -> None:
         while not stop.wait(1.0):
@@ -178,7 +190,7 @@ def child_loop(
                 stop.set()
 
     threading.Thread(target=watch_parent, daemon=True).start()
-    queue = ControlQueue(broker_url, broker_ca, slot)
+    queue = ControlQueue(broker_url, broker_ca, loop)
     try:
         ingest_loop(queue, session_factory(database_url), BrokerWake(broker_url, broker_ca), stop)
     finally:
@@ -189,15 +201,19 @@ class IngestChildren:
     """The loops beyond the first, in child processes, restarted when one dies."""
 
     def __init__(
-        self, count: int, broker_url: str, broker_ca: Optional[Path], database_url: str
+        self, run: str, count: int, broker_url: str, broker_ca: Optional[Path], database_url: str
     ) -> None:
+        self.run = run
         self.args = (broker_url, broker_ca, database_url, logging.getLogger().getEffectiveLevel())
         self.context = multiprocessing.get_context("spawn")  # no fork of a threaded process
         self.children = {slot: self._start(slot) for slot in range(1, count)}
 
     def _start(self, slot: int) -> multiprocessing.process.BaseProcess:
         child = self.context.Process(
-            target=child_loop, args=(slot, *self.args), name=f"ingest-{slot}", daemon=True
+            target=child_loop,
+            args=(f"{self.run}.{slot}", *self.args),
+            name=f"ingest-{slot}",
+            daemon=True,
         )
         child.start()
         return child
@@ -205,7 +221,7 @@ class IngestChildren:
     def supervise(self, stop: threading.Event) -> None:
         while not stop.wait(1.0):
             for slot, child in list(self.children.items()):
-                if not child.is_alive():
+                if not child.is_alive() and not stop.is_set():
                     log.error(
                         "ingest process %d exited (%s); starting it again", slot, child.exitcode
                     )
@@ -233,11 +249,12 @@ def serve(
     stop: threading.Event,
 ) -> None:
     """The ingest loops until `stop`: the first in the calling thread, the rest as children."""
-    queue = ControlQueue(broker_url, broker_ca, 0)
+    run = secrets.token_hex(4)  # this controller run's taken lists are its own
+    queue = ControlQueue(broker_url, broker_ca, f"{run}.0")
     try:
-        put_back_all(queue, stop)
+        put_back_all(queue, run, stop)
         url = sessions.kw["bind"].url.render_as_string(hide_password=False)
-        children = IngestChildren(processes, broker_url, broker_ca, url)
+        children = IngestChildren(run, processes, broker_url, broker_ca, url)
         threading.Thread(target=children.supervise, args=(stop,), daemon=True).start()
         log.info("ready: ingesting from the control queue with %d loop(s)", processes)
         try:
@@ -249,12 +266,12 @@ def serve(
         queue.close()
 
 
-def put_back_all(queue: ControlQueue, stop: threading.Event) -> None:
+def put_back_all(queue: ControlQueue, run: str, stop: threading.Event) -> None:
     """Before any loop starts: what the loops of a controller that died had taken goes back
     on the queue, however many loops it had."""
     while not stop.is_set():
         try:
-            count = queue.put_back_all()
+            count = queue.put_back_all(but_run=run)
             if count:
                 log.warning("%d messages a previous controller had taken are queued again", count)
             return

@@ -139,8 +139,9 @@ def node_rows(events: List[Dict[str, Any]], requested: str, queries: int) -> Lis
             calls=node["calls"] / queries,
             time_us=node["us"] / queries,
             unit=_DEVICE_OF.get(node["provider"], node["provider"]),
-            precision=next(
-                (precision_of(dtype) for shape in node["types"] for dtype in shape), None
+            precision=next(  # the first input whose type names a precision (not int64)
+                (p for shape in node["types"] for dtype in shape if (p := precision_of(dtype))),
+                None,
             ),
             fallback=node["provider"] != requested,
         )

@@ -45,7 +45,7 @@ def send(url: str, payloads: list) -> None:
 
 def test_a_batch_is_every_waiting_message_oldest_first_until_acknowledged(own_redis):
     send(own_redis, [{"n": i} for i in range(7)])
-    queue = ControlQueue(own_redis, slot=0)
+    queue = ControlQueue(own_redis, loop="t.0")
     taken = queue.take(5, wait_s=0)
     assert [task_argument(m) for m in taken] == [{"n": i} for i in range(5)]
     # not acknowledged (a lost connection, a controller killed): the same five come again
@@ -60,7 +60,7 @@ def test_a_batch_is_every_waiting_message_oldest_first_until_acknowledged(own_re
 
 
 def test_a_message_sent_while_waiting_is_taken_at_once(own_redis):
-    queue = ControlQueue(own_redis, slot=0)
+    queue = ControlQueue(own_redis, loop="t.0")
     threading.Timer(0.3, send, args=(own_redis, [{"late": True}])).start()
     started = time.monotonic()
     taken = queue.take(5, wait_s=5)
@@ -70,8 +70,9 @@ def test_a_message_sent_while_waiting_is_taken_at_once(own_redis):
 
 def test_what_every_loop_had_taken_goes_back_on_the_queue_in_order(own_redis):
     send(own_redis, [{"n": i} for i in range(6)])
-    first, fourth = ControlQueue(own_redis, slot=0), ControlQueue(own_redis, slot=3)
+    first, fourth = ControlQueue(own_redis, loop="t.0"), ControlQueue(own_redis, loop="t.3")
     assert len(first.take(2, wait_s=0)) == 2 and len(fourth.take(2, wait_s=0)) == 2
+    assert first.put_back_all(but_run="t") == 0  # this run's own lists stay
     assert first.put_back_all() == 4
     assert first.client.keys(f"{TAKEN_KEY}*") == []
     back = [task_argument(m)["n"] for m in first.take(10, wait_s=0)]
@@ -88,8 +89,13 @@ def test_what_every_loop_had_taken_goes_back_on_the_queue_in_order(own_redis):
         b' "properties": {"body_encoding": "base64"}, "headers": {"task": "some.other.task"}}',
         b'{"body": "!!", "content-type": "application/json",'
         b' "properties": {"body_encoding": "base64"}, "headers": {"task": "edgebench.ingest"}}',
+        b'{"body": "eJw=", "content-type": "application/json",'
+        b' "properties": {"body_encoding": "base64"},'
+        b' "headers": {"task": "edgebench.ingest", "compression": "application/x-gzip"}}',
+        b'{"body": "' + b"[" * 100_000 + b'", "content-type": "application/json",'
+        b' "properties": {}, "headers": {"task": "edgebench.ingest"}}',
     ],
-    ids=["junk", "pickle", "another-task", "bad-base64"],
+    ids=["junk", "pickle", "another-task", "bad-base64", "bad-compression", "deep-nesting"],
 )
 def test_anything_but_an_ingest_task_reads_as_none(message):
     assert task_argument(message) is None
@@ -136,7 +142,7 @@ def test_two_loops_on_postgresql_store_each_result_once(
     sessions, sent = campaign_sent(postgres_url, tmp_path, devices, repeats=60)
     # a loop of a controller that died had taken some and committed nothing
     send(own_redis, stream_for(sent[:10]))
-    assert len(ControlQueue(own_redis, slot=5).take(30, wait_s=0)) == 30
+    assert len(ControlQueue(own_redis, loop="died.5").take(30, wait_s=0)) == 30
     stop, wake = threading.Event(), threading.Event()
     loops = threading.Thread(
         target=ingest_workers.serve, args=(sessions, own_redis, None, 2, wake, stop)
@@ -153,7 +159,11 @@ def test_two_loops_on_postgresql_store_each_result_once(
                 done = session.scalar(select(func.count()).where(Trial.state == "done"))
             if done == len(sent):
                 break
-            if kill_a_loop and not killed and redis.llen(f"{TAKEN_KEY}.1"):
+            if (
+                kill_a_loop
+                and not killed
+                and any(redis.llen(key) for key in redis.scan_iter(f"{TAKEN_KEY}.*.1"))
+            ):
                 # the child loop holds a batch it has not committed: its successor takes it
                 killed = [child.pid for child in multiprocessing.active_children()]
                 for pid in killed:
@@ -199,3 +209,26 @@ def test_sqlite_is_ingested_by_one_loop_whatever_is_asked(sqlite_url):
     assert ingest_workers.processes_for(sqlite_url, 4) == 1
     assert ingest_workers.processes_for("postgresql://x/y", 3) == 3
     assert ingest_workers.processes_for("postgresql://x/y", None) in (1, 2)
+
+
+def test_a_store_outage_while_applying_one_by_one_retries_and_drops_nothing(monkeypatch):
+    """A batch that fails unexpectedly is applied message by message; if the store goes away
+    during that, the batch is tried again, not acknowledged with messages dropped."""
+    calls = {"handle": 0}
+
+    def broken_batch(sessions, raws):  # noqa: ANN001, ANN202
+        raise RuntimeError("a bug in the batch path")
+
+    def flaky_handle(sessions, raw):  # noqa: ANN001, ANN202
+        calls["handle"] += 1
+        if calls["handle"] == 2:
+            from sqlalchemy.exc import OperationalError
+
+            raise ingest.TransientStoreError(OperationalError("x", {}, Exception("server gone")))
+        return "stored"
+
+    monkeypatch.setattr(ingest, "handle_batch", broken_batch)
+    monkeypatch.setattr(ingest, "handle", flaky_handle)
+    monkeypatch.setattr(ingest_workers, "STORE_RETRY_S", 0.01)
+    outcomes = ingest_workers.apply_waiting(None, ["a", "b", "c"], threading.Event())
+    assert outcomes == ["stored", "stored", "stored"] and calls["handle"] == 2 + 3
