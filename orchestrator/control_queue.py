@@ -20,10 +20,10 @@ import logging
 from pathlib import Path
 from typing import Any, Optional
 
-import redis
 from kombu.compression import decompress
 
-from agents.contract import CONTROL_QUEUE, INGEST_TASK, broker_ssl_options
+from agents.contract import CONTROL_QUEUE, INGEST_TASK
+from orchestrator import wake
 
 # Messages taken and not yet committed, one list for each ingest loop of each controller
 # run: KEY.<run>.<loop> (a loop orphaned by a controller killed -9 never shares a list with
@@ -67,11 +67,8 @@ class ControlQueue:
         self, broker_url: str, broker_ca: Optional[Path] = None, loop: str = "0.0"
     ) -> None:
         self.taken_key = f"{TAKEN_KEY}.{loop}"
-        ssl_options = broker_ssl_options(broker_url, broker_ca) or {}
-        # the blocking wait is bounded by its own timeout; the socket's must exceed it
-        self.client = redis.Redis.from_url(
-            broker_url, socket_timeout=10, socket_connect_timeout=2, **ssl_options
-        )
+        # (its 5 s socket timeout outlasts take's blocking wait of a few seconds at most)
+        self.client = wake.client(broker_url, broker_ca)
         self._take = self.client.register_script(_TAKE)
         self._put_back = self.client.register_script(_PUT_BACK)
 

@@ -161,13 +161,16 @@ def processes_for(database_url: str, asked: Optional[int]) -> int:
 
 class BrokerWake:
     """What a child's loop sets when the scheduler has work: a word on the wake channel
-    (the scheduler runs in the controller's process)."""
+    (the scheduler runs in the controller's process), on the loop's one connection."""
 
-    def __init__(self, broker_url: str, broker_ca: Optional[Path]) -> None:
-        self.broker_url, self.broker_ca = broker_url, broker_ca
+    def __init__(self, queue: ControlQueue) -> None:
+        self.client = queue.client
 
     def set(self) -> None:
-        wake_channel.notify(self.broker_url, self.broker_ca)
+        try:
+            self.client.publish(wake_channel.CHANNEL, "ingested")
+        except redis.RedisError:  # the scheduler's periodic pass finds the work anyway
+            pass
 
 
 def child_loop(
@@ -192,7 +195,7 @@ def child_loop(
     threading.Thread(target=watch_parent, daemon=True).start()
     queue = ControlQueue(broker_url, broker_ca, loop)
     try:
-        ingest_loop(queue, session_factory(database_url), BrokerWake(broker_url, broker_ca), stop)
+        ingest_loop(queue, session_factory(database_url), BrokerWake(queue), stop)
     finally:
         queue.close()
 
@@ -255,7 +258,8 @@ def serve(
         put_back_all(queue, run, stop)
         url = sessions.kw["bind"].url.render_as_string(hide_password=False)
         children = IngestChildren(run, processes, broker_url, broker_ca, url)
-        threading.Thread(target=children.supervise, args=(stop,), daemon=True).start()
+        if children.children:
+            threading.Thread(target=children.supervise, args=(stop,), daemon=True).start()
         log.info("ready: ingesting from the control queue with %d loop(s)", processes)
         try:
             ingest_loop(queue, sessions, wake, stop)

@@ -23,7 +23,8 @@ RETRY_AFTER_S = 1.0
 log = logging.getLogger("edgebench.wake")
 
 
-def _client(broker_url: str, broker_ca: Path | None, **options) -> redis.Redis:  # noqa: ANN003
+def client(broker_url: str, broker_ca: Path | None, **options) -> redis.Redis:  # noqa: ANN003
+    """A client of the broker, with its TLS options and bounded timeouts."""
     ssl_options = broker_ssl_options(broker_url, broker_ca) or {}
     # A broker that does not answer costs a submission at most 2 s, never the OS's minutes.
     return redis.Redis.from_url(
@@ -36,11 +37,11 @@ def notify(broker_url: str | None, broker_ca: Path | None = None) -> bool:
     if not broker_url:
         return False
     try:
-        client = _client(broker_url, broker_ca)
+        broker = client(broker_url, broker_ca)
         try:
-            return client.publish(CHANNEL, "submitted") > 0
+            return broker.publish(CHANNEL, "submitted") > 0
         finally:
-            client.close()
+            broker.close()
     except redis.RedisError as exc:
         log.info("could not wake the controller (%s); its next periodic pass plans it", exc)
         return False
@@ -53,7 +54,7 @@ def listen(
     while not stop.is_set():
         try:
             # a PING every few seconds: a connection the broker dropped is noticed
-            subscription = _client(broker_url, broker_ca, health_check_interval=5).pubsub(
+            subscription = client(broker_url, broker_ca, health_check_interval=5).pubsub(
                 ignore_subscribe_messages=True
             )
             with subscription:  # closed however the loop ends

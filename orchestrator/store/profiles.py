@@ -12,7 +12,7 @@ from orchestrator.store.models import ProfileOpType, ResultProfile
 
 def stored_profile(profile: OperatorProfile) -> ResultProfile:
     """The rows a result's profile is kept as (added with the result)."""
-    nodes = [op.model_dump(exclude_defaults=False) for op in profile.ops]
+    nodes = [op.model_dump() for op in profile.ops]
     return ResultProfile(
         method=profile.method,
         requested_unit=profile.requested_unit,
